@@ -1,0 +1,118 @@
+"""The facts an exported model carries about itself (ONNX ``metadata_props``, engine sidecar JSON).
+
+The runtime reads everything it needs from here (input size, preprocessing, classes, top-k), so an exported
+file needs no side configuration. Torch-free: the runtime imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+__all__ = ["ModelMetadata", "Preprocessing", "OUTPUT_CONTRACT"]
+
+OUTPUT_CONTRACT = "labels[B,K]int64,boxes[B,K,4]xyxy_pixels,scores[B,K]float32;v1"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images become the ``images`` input: BGR uint8 to RGB, plain resize, ``x * scale``, then ``(x-mean)/std``.
+
+    The official weights use no mean/std (``None``): RGB in [0, 1].
+    """
+
+    color: str = "rgb"
+    resize: str = "plain"
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.color not in ("rgb", "bgr"):
+            raise ValueError(f"preprocessing color must be 'rgb' or 'bgr', got {self.color!r}")
+        if self.resize != "plain":
+            raise ValueError(f"preprocessing resize must be 'plain', got {self.resize!r}")
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Self-description of an exported detector.
+
+    Attributes:
+        preset: model preset name (``r18vd``, ..., ``tiny``).
+        input_size: ``(height, width)`` of the ``images`` input.
+        class_names: one name per contiguous label.
+        category_ids: the dataset's original category id per contiguous label.
+        sampling: ``"bilinear"`` or ``"discrete"``.
+        topk: detections the graph returns per image (K).
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
+        batch: ``(min, opt, max)`` batch sizes the model accepts; equal values for a fixed batch.
+        orig_sizes_dtype: dtype of the ``orig_target_sizes`` input (``"int64"``; engines may declare ``"int32"``).
+        preprocessing: how to turn images into the input tensor.
+        package_version: version of rtdetr-deploy that exported the model.
+        source_sha256: SHA-256 of the checkpoint it was exported from.
+        opset: ONNX opset of the graph.
+        output_contract: names, shapes and meaning of the outputs.
+    """
+
+    preset: str
+    input_size: tuple[int, int]
+    class_names: tuple[str, ...]
+    category_ids: tuple[int, ...]
+    sampling: str = "discrete"
+    topk: int = 300
+    precision: str = "fp32"
+    batch: tuple[int, int, int] = (1, 1, 1)
+    orig_sizes_dtype: str = "int64"
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    package_version: str = ""
+    source_sha256: str = ""
+    opset: int = 17
+    output_contract: str = OUTPUT_CONTRACT
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) != len(self.category_ids):
+            raise ValueError(f"{len(self.class_names)} class names but {len(self.category_ids)} category ids")
+        if self.sampling not in ("bilinear", "discrete"):
+            raise ValueError(f"sampling must be 'bilinear' or 'discrete', got {self.sampling!r}")
+        if self.precision not in ("fp32", "fp16", "int8"):
+            raise ValueError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
+        low, opt, high = self.batch
+        if not 1 <= low <= opt <= high:
+            raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {self.batch}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_props(self) -> dict[str, str]:
+        """String key/values for ONNX ``metadata_props`` (non-strings JSON-encoded)."""
+        props = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "preprocessing":
+                value = asdict(value)
+            props[f.name] = value if isinstance(value, str) else json.dumps(value)
+        props["num_classes"] = str(self.num_classes)
+        return props
+
+    @classmethod
+    def from_props(cls, props: dict[str, str]) -> ModelMetadata:
+        """Inverse of ``to_props``; raises ``ValueError`` naming the first missing or malformed key."""
+        values = {}
+        for f in fields(cls):
+            if f.name not in props:
+                if f.name in ("preset", "input_size", "class_names", "category_ids"):
+                    raise ValueError(f"model metadata lacks {f.name!r}: not exported by rtdetr-export?")
+                continue
+            raw = props[f.name]
+            try:
+                value = raw if f.type == "str" else json.loads(raw)
+            except json.JSONDecodeError:
+                raise ValueError(f"model metadata {f.name!r} is not valid JSON: {raw[:60]!r}") from None
+            if f.name == "preprocessing":
+                value = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+            elif isinstance(value, list):
+                value = tuple(value)
+            values[f.name] = value
+        return cls(**values)
