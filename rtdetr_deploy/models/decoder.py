@@ -174,10 +174,16 @@ class RTDETRTransformerv2(nn.Module):
         self.dec_score_head = nn.ModuleList(nn.Linear(hidden_dim, num_classes) for _ in range(num_layers))
         self.dec_bbox_head = nn.ModuleList(MLP(hidden_dim, hidden_dim, 4, 3) for _ in range(num_layers))
         if eval_size is not None:
-            anchors, valid_mask = self.generate_anchors(self._level_shapes(eval_size))
-            self.register_buffer("anchors", anchors)
-            self.register_buffer("valid_mask", valid_mask)
+            self.set_eval_size(eval_size)
         self._reset_parameters()
+
+    def set_eval_size(self, eval_size: tuple[int, int]) -> None:
+        """Precompute the anchors (stored as buffers, as the official model does) for ``(height, width)`` inputs."""
+        device = self.input_proj[0][0].weight.device
+        anchors, valid_mask = self.generate_anchors(self._level_shapes(eval_size), device=device)
+        self.eval_size = tuple(eval_size)
+        self.register_buffer("anchors", anchors)
+        self.register_buffer("valid_mask", valid_mask)
 
     def _reset_parameters(self) -> None:
         prior_bias = -math.log((1 - 0.01) / 0.01)

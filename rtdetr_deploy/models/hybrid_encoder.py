@@ -183,9 +183,14 @@ class HybridEncoder(nn.Module):
         # Plain attributes, not buffers: official checkpoints do not store them.
         self.eval_pos_embeds: dict[tuple[int, int, int], torch.Tensor] = {}
         if eval_size is not None:
-            for idx in self.use_encoder_idx:
-                h, w = eval_size[0] // self.feat_strides[idx], eval_size[1] // self.feat_strides[idx]
-                self.eval_pos_embeds[idx, h, w] = sincos_position_embedding(w, h, hidden_dim, pe_temperature)
+            self.set_eval_size(eval_size)
+
+    def set_eval_size(self, eval_size: tuple[int, int]) -> None:
+        """Precompute the position embedding for inputs of ``(height, width)``."""
+        self.eval_pos_embeds = {}
+        for idx in self.use_encoder_idx:
+            h, w = eval_size[0] // self.feat_strides[idx], eval_size[1] // self.feat_strides[idx]
+            self.eval_pos_embeds[idx, h, w] = sincos_position_embedding(w, h, self.hidden_dim, self.pe_temperature)
 
     def _position_embedding(self, level: int, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
         """The precomputed embedding when the map has the eval size, else one computed for this size."""

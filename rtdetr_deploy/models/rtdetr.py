@@ -60,6 +60,17 @@ class RTDETR(nn.Module):
                 module.sampling = method
         return self
 
+    def set_eval_size(self, size: tuple[int, int]) -> RTDETR:
+        """Precompute anchors and position embedding for ``(height, width)`` (multiples of 32). Returns ``self``.
+
+        Inference at other sizes works without this (they are computed per call); this makes them constants
+        of an exported graph and drops the per-call work.
+        """
+        self.config = self.config.with_eval_size(size)
+        self.encoder.set_eval_size(self.config.eval_size)
+        self.decoder.set_eval_size(self.config.eval_size)
+        return self
+
     def deploy(self) -> RTDETR:
         """Eval mode with the RepVGG branches fused into single convolutions (inference only). Returns ``self``."""
         self.eval()

@@ -1,0 +1,61 @@
+"""Shared fixtures: a small trained-looking checkpoint of the tiny preset and its exported ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DATA_DIR = Path(__file__).parent / "data"
+CLASS_NAMES = ["circle", "square", "triangle"]
+CATEGORY_IDS = [1, 5, 9]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip GPU tests without CUDA, so CPU-only CI passes and a GPU machine runs everything."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device (none found)")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+
+
+def randomize_heads(model, *, seed: int = 0, std: float = 0.05) -> None:  # noqa: ANN001 - torch is optional here
+    """Give the zero-initialised box heads and the class heads random weights so outputs vary per query."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "bbox_head" in name or "score_head" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * std)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Checkpoint of the tiny preset (3 classes with ids 1, 5, 9), random weights, package format."""
+    torch = pytest.importorskip("torch")
+    from rtdetr_deploy.models import build_model, get_preset, save_model
+
+    torch.manual_seed(0)
+    model = build_model(get_preset("tiny"), num_classes=len(CLASS_NAMES))
+    randomize_heads(model)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
+    return save_model(model, path, class_names=CLASS_NAMES, category_ids=CATEGORY_IDS)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint exported by the export pipeline: discrete sampling, batch 1..4, verified."""
+    pytest.importorskip("torch")
+    from rtdetr_deploy.export.config import ExportConfig
+    from rtdetr_deploy.export.pipeline import export
+
+    out_dir = tmp_path_factory.mktemp("tiny_onnx")
+    result = export(ExportConfig(weights=tiny_checkpoint, out_dir=out_dir, batch=(1, 2, 4), topk=100), verbose=False)
+    return result.onnx
