@@ -25,21 +25,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
-def randomize_heads(model, *, seed: int = 0, std: float = 0.05) -> None:  # noqa: ANN001 - torch is optional here
-    """Give the zero-initialised box heads and the class heads random weights so outputs vary per query."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "bbox_head" in name or "score_head" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * std)
-
-
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Checkpoint of the tiny preset (3 classes with ids 1, 5, 9), random weights, package format."""
     torch = pytest.importorskip("torch")
+    from helpers import randomize_heads
+
     from rtdetr_deploy.models import build_model, get_preset, save_model
 
     torch.manual_seed(0)

