@@ -39,5 +39,5 @@ def test_frozen_norm_computes_what_eval_batch_norm_computes():
     assert any(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules())
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        for a, b in zip(trainable(x), frozen(x)):
+        for a, b in zip(trainable(x), frozen(x), strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -8,10 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import randomize_heads  # noqa: E402
+
 from rtdetr_deploy.models import PRESETS, build_model, get_preset, rtdetrv2_r18vd  # noqa: E402
 from rtdetr_deploy.models.deformable_attention import MSDeformableAttention  # noqa: E402
-
-from helpers import randomize_heads  # noqa: E402
 
 PARAMS_M = {"r18vd": 20.2, "r34vd": 31.4, "r50vd_m": 36.6, "r50vd": 42.9, "r101vd": 76.6}
 
@@ -161,7 +161,7 @@ def test_deploy_fuses_repvgg_blocks_without_changing_outputs(tiny_model):
         # Compared where the fusion acts; downstream, a 1e-6 change can reorder near-tied query selections.
         fused_maps = deployed.encoder(deployed.backbone(images))
         reference_maps = reference.encoder(reference.backbone(images))
-    for fused, expected in zip(fused_maps, reference_maps):
+    for fused, expected in zip(fused_maps, reference_maps, strict=True):
         torch.testing.assert_close(fused, expected, atol=1e-4, rtol=1e-4)
 
 
