@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 
 DATA_DIR = Path(__file__).parent / "data"
-CLASS_NAMES = ["circle", "square", "triangle"]
-CATEGORY_IDS = [1, 5, 9]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -29,7 +27,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Checkpoint of the tiny preset (3 classes with ids 1, 5, 9), random weights, package format."""
     torch = pytest.importorskip("torch")
-    from helpers import randomize_heads
+    from helpers import CATEGORY_IDS, CLASS_NAMES, randomize_heads
 
     from rtdetr_deploy.models import build_model, get_preset, save_model
 

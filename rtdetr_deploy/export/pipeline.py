@@ -124,7 +124,14 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
         with steps.step("verify") as note:
             images = verification_images(config.verify_images)
             report = verify_onnx(
-                onnx_path, raw_path, model, images, input_size=input_size, topk=metadata.topk, tolerances=Tolerances()
+                onnx_path,
+                raw_path,
+                model,
+                images,
+                input_size=input_size,
+                topk=metadata.topk,
+                batch=metadata.batch,
+                tolerances=Tolerances(),
             )
             raw_path.unlink()
             report["op_census"] = census

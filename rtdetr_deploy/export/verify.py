@@ -149,6 +149,22 @@ def _query_set_deltas(
     return delta[..., :num_classes].amax(-1), delta[..., num_classes:].amax(-1)
 
 
+def _run_in_batches(session, pixels: np.ndarray, sizes: np.ndarray, batch: tuple[int, int, int]) -> list[np.ndarray]:  # noqa: ANN001 - onnxruntime is imported lazily
+    """Run the deploy graph over all images in chunks of the largest batch it accepts (padding a fixed batch)."""
+    low, _, high = batch
+    chunks = []
+    for start in range(0, len(pixels), high):
+        images, image_sizes = pixels[start : start + high], sizes[start : start + high]
+        count = len(images)
+        pad = max(low - count, 0)
+        if pad:
+            images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
+            image_sizes = np.concatenate([image_sizes, np.repeat(image_sizes[-1:], pad, axis=0)])
+        outputs = session.run(["labels", "boxes", "scores"], {"images": images, "orig_target_sizes": image_sizes})
+        chunks.append([o[:count] for o in outputs])
+    return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+
+
 def _per_image(outputs: tuple[np.ndarray, ...], index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     labels, boxes, scores = outputs
     return labels[index], boxes[index], scores[index]
@@ -163,16 +179,18 @@ def verify_onnx(
     *,
     input_size: tuple[int, int],
     topk: int,
+    batch: tuple[int, int, int] = (1, 1, 1),
     tolerances: Tolerances = Tolerances(),
 ) -> dict[str, object]:
-    """Compare ONNX Runtime with ``model`` (same sampling) image by image; raise ``ExportError`` past tolerance.
+    """Compare ONNX Runtime with ``model`` (same sampling) image by image.
+
+    ``batch`` is the graph's ``(min, opt, max)`` batch range; images are fed in batches it accepts.
 
     Returns:
         A JSON-ready report: per-check maxima, matched fractions, tolerances and ``passed``.
     """
     pixels, sizes = to_input(images_bgr, input_size)
-    session = _ort_session(onnx_path)
-    ort_outputs = session.run(["labels", "boxes", "scores"], {"images": pixels, "orig_target_sizes": sizes})
+    ort_outputs = _run_in_batches(_ort_session(onnx_path), pixels, sizes, batch)
     raw = model(torch.from_numpy(pixels))
     torch_outputs = _detections(raw, sizes, topk)
     report: dict[str, object] = {"images": len(images_bgr), "input_size": list(input_size), "topk": topk}

@@ -1,0 +1,182 @@
+"""rtdetr-export end to end on the tiny preset: outputs, metadata, batches, sampling, bad input, atomicity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from helpers import CATEGORY_IDS, CLASS_NAMES  # noqa: E402
+
+from rtdetr_deploy.export_cli import main  # noqa: E402
+from rtdetr_deploy.metadata import ModelMetadata  # noqa: E402
+
+TESTDATA = Path(__file__).parents[1] / "data"
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def dynamic_export(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dynamic")
+    assert main([str(tiny_checkpoint), "-o", str(out), "--imgsz", "128,192", "--dynamic-batch", "1,2,4"]) == 0
+    return out / "tiny.onnx"
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--preset", "--imgsz", "--sampling", "--dynamic-batch", "--topk", "--opset", "--no-simplify", "--trt"):
+        assert flag in text
+
+
+def test_export_writes_verified_onnx_without_gridsample(dynamic_export):
+    model = onnx.load(str(dynamic_export))
+    assert "GridSample" not in {n.op_type for n in model.graph.node}
+    assert "LayerNormalization" in {n.op_type for n in model.graph.node}
+    assert [i.name for i in model.graph.input] == ["images", "orig_target_sizes"]
+    assert [o.name for o in model.graph.output] == ["labels", "boxes", "scores"]
+    report = json.loads(dynamic_export.with_name("tiny.verify.json").read_text())
+    assert report["passed"] is True
+    assert report["min_matched"] >= 0.99
+    assert report["raw_queries_within_tolerance"] >= 0.99
+    assert 0.0 <= report["swap"]["agreement"] <= 1.0
+    assert sorted(p.name for p in dynamic_export.parent.iterdir()) == ["tiny.onnx", "tiny.verify.json"]
+
+
+def test_metadata_round_trips(dynamic_export, tiny_checkpoint):
+    props = {p.key: p.value for p in onnx.load(str(dynamic_export)).metadata_props}
+    meta = ModelMetadata.from_props(props)
+    assert meta.preset == "tiny"
+    assert meta.input_size == (128, 192)
+    assert meta.class_names == tuple(CLASS_NAMES)
+    assert meta.category_ids == tuple(CATEGORY_IDS)
+    assert meta.sampling == "discrete"
+    assert meta.batch == (1, 2, 4)
+    assert meta.preprocessing.mean is None
+    import hashlib
+
+    assert meta.source_sha256 == hashlib.sha256(Path(tiny_checkpoint).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_dynamic_batch_really_is_dynamic(dynamic_export, batch):
+    session = ort.InferenceSession(str(dynamic_export), providers=["CPUExecutionProvider"])
+    images = np.random.default_rng(batch).random((batch, 3, 128, 192), dtype=np.float32)
+    sizes = np.array([[640 + i, 480] for i in range(batch)], dtype=np.int64)
+    labels, boxes, scores = session.run(None, {"images": images, "orig_target_sizes": sizes})
+    # top-k is capped at queries x classes: 50 x 3 for the tiny preset.
+    assert labels.shape == scores.shape == (batch, 150)
+    assert boxes.shape == (batch, 150, 4)
+    assert labels.dtype == np.int64 and boxes.dtype == np.float32
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    # Per-image sizes are honoured: single-image runs give the same rows.
+    for i in range(batch):
+        single = session.run(None, {"images": images[i : i + 1], "orig_target_sizes": sizes[i : i + 1]})
+        np.testing.assert_allclose(single[1][0], boxes[i], rtol=1e-5, atol=1e-3)
+
+
+def test_bilinear_export_keeps_gridsample(tiny_checkpoint, tmp_path, capsys):
+    code, out, _ = _run([tiny_checkpoint, "-o", tmp_path, "--imgsz", "128", "--sampling", "bilinear"], capsys)
+    assert code == 0
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "tiny.onnx")).graph.node}
+    assert "GridSample" in ops
+    assert "Op census:" in out
+
+
+def test_fixed_batch_export_rejects_other_batches(tiny_checkpoint, tmp_path, capsys):
+    assert _run([tiny_checkpoint, "-o", tmp_path, "--imgsz", "128", "--batch", "2"], capsys)[0] == 0
+    session = ort.InferenceSession(str(tmp_path / "tiny.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--imgsz", "300"], "multiples of 32"),
+        (["--imgsz", "big"], "--imgsz must be N or H,W"),
+        (["--dynamic-batch", "4,2,1"], "MIN <= OPT <= MAX"),
+        (["--dynamic-batch", "1,2"], "MIN,OPT,MAX"),
+        (["--batch", "0"], "--batch must be positive"),
+        (["--trt", "int8"], "pass --calib DIR"),
+        (["--calib", "/nonexistent/calib"], "calibration folder not found"),
+        (["--preset", "r19vd"], "unknown preset"),
+        (["--opset", "13"], "opset must be 17 or newer"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_write_nothing(tiny_checkpoint, tmp_path, capsys, args, message):
+    out_dir = tmp_path / "out"
+    code, _, err = _run([tiny_checkpoint, "-o", out_dir, *args], capsys)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_bad_checkpoints_give_one_line(tmp_path, capsys):
+    missing = _run([tmp_path / "missing.pth"], capsys)
+    assert missing[0] == 2 and "checkpoint not found" in missing[2]
+    junk = tmp_path / "junk.pth"
+    junk.write_text("not a checkpoint")
+    code, _, err = _run([junk, "-o", tmp_path / "out"], capsys)
+    assert code == 2 and "junk.pth" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unwritable_output_folder(tiny_checkpoint, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where the output folder should go")
+    code, _, err = _run([tiny_checkpoint, "-o", blocker / "out"], capsys)
+    assert code == 2 and "not writable" in err
+
+
+def test_failed_verification_leaves_the_folder_as_it_was(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "tiny.onnx").write_bytes(b"previous good export")
+    from rtdetr_deploy.export import pipeline
+
+    def failing_verify(*args, **kwargs):
+        return {"passed": False, "failures": ["simulated mismatch"], "min_matched": 0.0, "max_score_delta": 1.0}
+
+    monkeypatch.setattr(pipeline, "verify_onnx", failing_verify)
+    code, _, err = _run([tiny_checkpoint, "-o", out_dir, "--imgsz", "128"], capsys)
+    assert code == 1 and "verification failed: simulated mismatch" in err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["tiny.onnx"]
+    assert (out_dir / "tiny.onnx").read_bytes() == b"previous good export"
+
+
+def test_interrupted_export_leaves_nothing(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    out_dir = tmp_path / "out"
+    from rtdetr_deploy.export import pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "export_raw_onnx", interrupted)
+    code, _, err = _run([tiny_checkpoint, "-o", out_dir, "--imgsz", "128"], capsys)
+    assert code == 130 and "nothing was written" in err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_verification_on_real_photos(tiny_checkpoint, tmp_path, capsys):
+    photos = Path("/work/shared/testdata/images")
+    folder = TESTDATA if any(TESTDATA.glob("*.png")) else photos
+    if not folder.is_dir():
+        pytest.skip("no test photographs available")
+    code, _, _ = _run([tiny_checkpoint, "-o", tmp_path, "--imgsz", "128", "--verify-images", folder], capsys)
+    assert code == 0
+    report = json.loads((tmp_path / "tiny.verify.json").read_text())
+    photo_count = len([p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg")])
+    assert report["images"] == min(photo_count, 4)
