@@ -37,10 +37,10 @@ def discrete_indices(locations: torch.Tensor, height: int, width: int) -> torch.
     x is clamped to ``W - 1`` and y to ``H - 1``; the official code clamps both to ``H - 1``, which only
     agrees for square maps.
     """
-    scale = torch.tensor([width, height], dtype=locations.dtype, device=locations.device)
-    coords = (locations * scale + 0.5).to(torch.int64)
-    x = coords[..., 0].clamp(0, width - 1)
-    y = coords[..., 1].clamp(0, height - 1)
+    # Scalar factors rather than a [W, H] tensor: the same float32 products, and no host-to-device copy
+    # (which CUDA-graph capture forbids).
+    x = (locations[..., 0] * width + 0.5).to(torch.int64).clamp(0, width - 1)
+    y = (locations[..., 1] * height + 0.5).to(torch.int64).clamp(0, height - 1)
     return y * width + x
 
 

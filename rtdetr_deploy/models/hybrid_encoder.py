@@ -188,6 +188,7 @@ class HybridEncoder(nn.Module):
     def set_eval_size(self, eval_size: tuple[int, int]) -> None:
         """Precompute the position embedding for inputs of ``(height, width)``."""
         self.eval_pos_embeds = {}
+        self._pos_embed_copies: dict[tuple, torch.Tensor] = {}
         for idx in self.use_encoder_idx:
             h, w = eval_size[0] // self.feat_strides[idx], eval_size[1] // self.feat_strides[idx]
             self.eval_pos_embeds[idx, h, w] = sincos_position_embedding(w, h, self.hidden_dim, self.pe_temperature)
@@ -197,7 +198,12 @@ class HybridEncoder(nn.Module):
         pos_embed = self.eval_pos_embeds.get((level, height, width))
         if pos_embed is None or self.training:
             pos_embed = sincos_position_embedding(width, height, self.hidden_dim, self.pe_temperature)
-        return pos_embed.to(device=like.device, dtype=like.dtype)
+            return pos_embed.to(device=like.device, dtype=like.dtype)
+        # A copy per device and dtype, so that inference copies nothing from the host (CUDA-graph capture).
+        copy_key = (level, height, width, like.device, like.dtype)
+        if copy_key not in self._pos_embed_copies:
+            self._pos_embed_copies[copy_key] = pos_embed.to(device=like.device, dtype=like.dtype)
+        return self._pos_embed_copies[copy_key]
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         """Three ``[B, C_i, H_i, W_i]`` maps to three ``[B, hidden_dim, H_i, W_i]`` maps."""
