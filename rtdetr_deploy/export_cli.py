@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rtdetr-export: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (ValueError, FileNotFoundError)) else 1
     except ImportError as exc:
-        print(f"rtdetr-export: error: {exc.name} is not installed: pip install 'rtdetr-deploy[export]'", file=sys.stderr)
+        hint = "pip install 'rtdetr-deploy[export]'"
+        print(f"rtdetr-export: error: {exc.name} is not installed: {hint}", file=sys.stderr)
         return 1
     census = result.report["op_census"]
     print("Op census: " + ", ".join(f"{op} {count}" for op, count in census.items()))  # type: ignore[union-attr]

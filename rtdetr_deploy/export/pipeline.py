@@ -18,14 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..errors import ExportError
+from ..agreement import compare_detections
+from ..errors import EngineBuildError, ExportError
 from ..metadata import ModelMetadata
 from ..models.checkpoint import load_model
 from .config import ExportConfig
 from .onnx_export import export_onnx, export_raw_onnx
-from .verify import Tolerances, sampling_swap_report, verification_images, verify_onnx
+from .verify import Tolerances, run_deploy_graph, sampling_swap_report, to_input, verification_images, verify_onnx
 
 __all__ = ["ExportResult", "export"]
+
+# The FP16 graph must keep this fraction of the FP32 graph's top detections (same label, IoU >= 0.9).
+FP16_MIN_MATCHED = 0.99
 
 
 @dataclass
@@ -142,19 +146,92 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
             )
         if not report["passed"]:
             raise ExportError("verification failed: " + "; ".join(report["failures"]))  # type: ignore[arg-type]
+        for precision, target in _precision_variants(config):
+            with steps.step(precision) as note:
+                variant = _write_precision_variant(onnx_path, staging, precision, target, config)
+                agreement = _variant_agreement(onnx_path, variant, images, metadata)
+                report[variant.stem.split(".", 1)[1]] = {"file": variant.name, **agreement}
+                note["detail"] = f"{variant.name}: {agreement['matched']:.1%} of FP32's top detections kept"
+            if precision == "fp16" and agreement["matched"] < FP16_MIN_MATCHED:
+                raise ExportError(
+                    f"FP16 model keeps only {agreement['matched']:.1%} of FP32's top detections "
+                    f"(< {FP16_MIN_MATCHED:.0%})"
+                )
         report_path = staging / f"{stem}.verify.json"
         report["metadata"] = metadata.to_props()
         report["timings_s"] = steps.timings
         report_path.write_text(json.dumps(report, indent=2))
         files = _publish(staging, config.out_dir)
-    final_onnx = config.out_dir / onnx_path.name
-    return ExportResult(
-        onnx=final_onnx,
+    result = ExportResult(
+        onnx=config.out_dir / onnx_path.name,
         report_path=config.out_dir / report_path.name,
         report=report,
         files=files,
         timings=steps.timings,
     )
+    if config.trt is not None:
+        with steps.step("build") as note:
+            result.files += _build_engine(config, result, stem)
+            note["detail"] = result.files[-2].name
+    return result
+
+
+def _precision_variants(config: ExportConfig) -> list[tuple[str, str]]:
+    """``(precision, int8 target)`` of each precision ONNX the config asks for, beside the FP32 one."""
+    variants = []
+    if config.trt == "fp16":
+        variants.append(("fp16", ""))
+    if config.trt == "int8":
+        variants.append(("int8", "tensorrt"))
+    if config.int8_cpu:
+        variants.append(("int8", "onnxruntime"))
+    return variants
+
+
+def _write_precision_variant(onnx_path: Path, staging: Path, precision: str, target: str, config: ExportConfig) -> Path:
+    from .precision import convert_fp16
+    from .quantize import quantize_int8
+
+    if precision == "fp16":
+        return convert_fp16(onnx_path, staging / f"{onnx_path.stem}.fp16.onnx")
+    suffix = "int8" if target == "tensorrt" else "int8-cpu"
+    return quantize_int8(onnx_path, staging / f"{onnx_path.stem}.{suffix}.onnx", config.calib, target=target)
+
+
+def _variant_agreement(fp32_path: Path, variant_path: Path, images: list, metadata: ModelMetadata) -> dict[str, object]:
+    """How many of the FP32 graph's top detections the precision variant keeps, in ONNX Runtime on CPU."""
+    pixels, sizes = to_input(images, metadata.input_size)
+    reference = run_deploy_graph(fp32_path, pixels, sizes, metadata.batch)
+    candidate = run_deploy_graph(variant_path, pixels, sizes, metadata.batch)
+    agreement = compare_detections(reference, candidate, topn=min(100, metadata.topk))
+    return {
+        "matched": agreement["matched"],
+        "min_image_matched": agreement["min_image_matched"],
+        "max_score_delta": agreement["max_score_delta"],
+        "max_box_delta_px": agreement["max_box_delta_px"],
+        "runs_in_onnxruntime": True,
+    }
+
+
+def _build_engine(config: ExportConfig, result: ExportResult, stem: str) -> list[Path]:
+    """Build the TensorRT engine from the verified precision ONNX; the ONNX files stay whatever happens."""
+    from .tensorrt import build_engine
+
+    source = {"fp32": result.onnx, "fp16": result.onnx.with_name(f"{stem}.fp16.onnx")}.get(
+        config.trt or "", result.onnx.with_name(f"{stem}.int8.onnx")
+    )
+    engine_path = config.out_dir / f"{stem}.{config.trt}.engine"
+    try:
+        build_engine(
+            source,
+            engine_path,
+            batch=config.batch,
+            workspace_gib=config.workspace_gib,
+            timing_cache=config.timing_cache,
+        )
+    except EngineBuildError as exc:
+        raise EngineBuildError(f"{exc}; the verified ONNX is at {source}") from None
+    return [engine_path, engine_path.with_name(engine_path.name + ".json")]
 
 
 def _publish(staging: Path, out_dir: Path) -> list[Path]:

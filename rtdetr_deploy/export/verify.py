@@ -13,14 +13,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torchvision.ops import box_iou
 
+from ..agreement import compare_detections
+from ..metadata import Preprocessing
 from ..models.postprocess import postprocess
 from ..models.rtdetr import RTDETR
+from ..runtime.preprocess import preprocess
+from ..runtime.sources import IMAGE_SUFFIXES
 
-__all__ = ["Tolerances", "verification_images", "verify_onnx", "sampling_swap_report", "match_detections"]
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+__all__ = ["Tolerances", "run_deploy_graph", "sampling_swap_report", "to_input", "verification_images", "verify_onnx"]
 
 
 @dataclass(frozen=True)
@@ -73,50 +74,8 @@ def _generated_image(rng: np.random.Generator) -> np.ndarray:
 
 
 def to_input(images_bgr: list[np.ndarray], input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Official preprocessing: RGB, plain resize, [0, 1], NCHW; plus the ``(width, height)`` int64 sizes."""
-    height, width = input_size
-    resized = [cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR) for img in images_bgr]
-    batch = np.stack(resized)[..., ::-1]
-    pixels = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
-    sizes = np.array([[img.shape[1], img.shape[0]] for img in images_bgr], dtype=np.int64)
-    return pixels, sizes
-
-
-def match_detections(
-    reference: tuple[np.ndarray, np.ndarray, np.ndarray],
-    candidate: tuple[np.ndarray, np.ndarray, np.ndarray],
-    *,
-    top: int = 100,
-    min_iou: float = 0.9,
-) -> dict[str, float]:
-    """Agreement of one image's detections ``(labels [K], boxes [K, 4] xyxy, scores [K])`` with a reference.
-
-    Each of the reference's ``top`` best detections is matched greedily, best score first, to an unused
-    candidate detection of the same label with IoU >= ``min_iou``.
-
-    Returns:
-        ``matched`` (fraction found again), ``max_score_delta`` and ``max_box_delta`` (pixels) over the matches.
-    """
-    ref_labels, ref_boxes, ref_scores = (np.asarray(a)[:top] for a in reference)
-    cand_labels, cand_boxes, cand_scores = (np.asarray(a) for a in candidate)
-    ious = box_iou(torch.from_numpy(ref_boxes).double(), torch.from_numpy(cand_boxes).double()).numpy()
-    ious[ref_labels[:, None] != cand_labels[None, :]] = -1.0
-    used = np.zeros(len(cand_labels), dtype=bool)
-    matched, score_deltas, box_deltas = 0, [0.0], [0.0]
-    for i in range(len(ref_labels)):
-        row = np.where(used, -1.0, ious[i])
-        j = int(row.argmax()) if len(row) else -1
-        if j < 0 or row[j] < min_iou:
-            continue
-        used[j] = True
-        matched += 1
-        score_deltas.append(abs(float(ref_scores[i]) - float(cand_scores[j])))
-        box_deltas.append(float(np.abs(ref_boxes[i] - cand_boxes[j]).max()))
-    return {
-        "matched": matched / max(len(ref_labels), 1),
-        "max_score_delta": max(score_deltas),
-        "max_box_delta": max(box_deltas),
-    }
+    """The runtime's official preprocessing (RGB, plain resize, [0, 1], NCHW) plus ``(width, height)`` sizes."""
+    return preprocess(images_bgr, input_size=input_size, preprocessing=Preprocessing())
 
 
 def _ort_session(path: Path):  # noqa: ANN202 - onnxruntime is imported lazily
@@ -149,8 +108,11 @@ def _query_set_deltas(
     return delta[..., :num_classes].amax(-1), delta[..., num_classes:].amax(-1)
 
 
-def _run_in_batches(session, pixels: np.ndarray, sizes: np.ndarray, batch: tuple[int, int, int]) -> list[np.ndarray]:  # noqa: ANN001 - onnxruntime is imported lazily
+def run_deploy_graph(
+    onnx_path: Path, pixels: np.ndarray, sizes: np.ndarray, batch: tuple[int, int, int]
+) -> list[np.ndarray]:
     """Run the deploy graph over all images in chunks of the largest batch it accepts (padding a fixed batch)."""
+    session = _ort_session(onnx_path)
     low, _, high = batch
     chunks = []
     for start in range(0, len(pixels), high):
@@ -163,11 +125,6 @@ def _run_in_batches(session, pixels: np.ndarray, sizes: np.ndarray, batch: tuple
         outputs = session.run(["labels", "boxes", "scores"], {"images": images, "orig_target_sizes": image_sizes})
         chunks.append([o[:count] for o in outputs])
     return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
-
-
-def _per_image(outputs: tuple[np.ndarray, ...], index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    labels, boxes, scores = outputs
-    return labels[index], boxes[index], scores[index]
 
 
 @torch.no_grad()
@@ -190,7 +147,7 @@ def verify_onnx(
         A JSON-ready report: per-check maxima, matched fractions, tolerances and ``passed``.
     """
     pixels, sizes = to_input(images_bgr, input_size)
-    ort_outputs = _run_in_batches(_ort_session(onnx_path), pixels, sizes, batch)
+    ort_outputs = run_deploy_graph(onnx_path, pixels, sizes, batch)
     raw = model(torch.from_numpy(pixels))
     torch_outputs = _detections(raw, sizes, topk)
     report: dict[str, object] = {"images": len(images_bgr), "input_size": list(input_size), "topk": topk}
@@ -203,15 +160,12 @@ def verify_onnx(
         report["raw_max_box_delta"] = float(box_deltas.max())
         report["raw_queries_within_tolerance"] = float(within.double().mean())
 
-    per_image = [
-        match_detections(_per_image(torch_outputs, i), _per_image(ort_outputs, i), top=min(100, topk))
-        for i in range(len(images_bgr))
-    ]
+    agreement = compare_detections(torch_outputs, ort_outputs, topn=min(100, topk))
     largest_side = max(max(img.shape[:2]) for img in images_bgr)
-    report["min_matched"] = min(r["matched"] for r in per_image)
-    report["max_score_delta"] = max(r["max_score_delta"] for r in per_image)
-    report["max_box_delta_px"] = max(r["max_box_delta"] for r in per_image)
-    report["max_sorted_score_delta"] = float(np.abs(np.sort(ort_outputs[2], -1) - np.sort(torch_outputs[2], -1)).max())
+    report["min_matched"] = agreement["min_image_matched"]
+    report["max_score_delta"] = agreement["max_score_delta"]
+    report["max_box_delta_px"] = agreement["max_box_delta_px"]
+    report["max_sorted_score_delta"] = agreement["max_sorted_score_delta"]
     report["tolerances"] = asdict(tolerances)
 
     failures = []
@@ -241,9 +195,9 @@ def sampling_swap_report(
     """What discrete sampling changes against bilinear on the same weights and images (PyTorch, CPU).
 
     Returns:
-        ``agreement`` (mean fraction of bilinear's top detections that discrete finds again with the same
-        label and IoU >= 0.9), ``mean_abs_score_delta`` and ``max_abs_score_delta`` of the sorted top scores,
-        and the per-image figures.
+        ``agreement`` (fraction of bilinear's top detections that discrete finds again with the same label
+        and IoU >= 0.9), its per-image values, the mean and max change of the top scores rank by rank, and
+        the largest box shift of the matched detections in pixels.
     """
     pixels, sizes = to_input(images_bgr, input_size)
     original = model.sampling
@@ -254,15 +208,13 @@ def sampling_swap_report(
             outputs[method] = _detections(raw, sizes, top)
     finally:
         model.set_sampling(original)
-    per_image = [
-        match_detections(_per_image(outputs["bilinear"], i), _per_image(outputs["discrete"], i), top=top)
-        for i in range(len(images_bgr))
-    ]
+    agreement = compare_detections(outputs["bilinear"], outputs["discrete"], topn=top)
     score_deltas = np.abs(outputs["bilinear"][2] - outputs["discrete"][2])
     return {
         "top": top,
-        "agreement": float(np.mean([r["matched"] for r in per_image])),
+        "agreement": agreement["matched"],
+        "per_image_agreement": agreement["per_image_matched"],
         "mean_abs_score_delta": float(score_deltas.mean()),
         "max_abs_score_delta": float(score_deltas.max()),
-        "per_image": per_image,
+        "max_box_delta_px": agreement["max_box_delta_px"],
     }

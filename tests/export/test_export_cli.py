@@ -180,3 +180,47 @@ def test_verification_on_real_photos(tiny_checkpoint, tmp_path, capsys):
     report = json.loads((tmp_path / "tiny.verify.json").read_text())
     photo_count = len([p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg")])
     assert report["images"] == min(photo_count, 4)
+
+
+def _tensorrt_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+@pytest.mark.skipif(_tensorrt_installed(), reason="checks the path taken without TensorRT")
+def test_trt_fp16_without_tensorrt_keeps_the_verified_fp16_onnx(tiny_checkpoint, tmp_path, capsys):
+    code, _, err = _run([tiny_checkpoint, "-o", tmp_path, "--imgsz", "256", "--trt", "fp16"], capsys)
+    assert code == 1
+    assert "TensorRT is not installed" in err and "tiny.fp16.onnx" in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.fp16.onnx", "tiny.onnx", "tiny.verify.json"]
+    report = json.loads((tmp_path / "tiny.verify.json").read_text())
+    assert report["fp16"]["matched"] >= 0.99
+    fp16 = onnx.load(str(tmp_path / "tiny.fp16.onnx"))
+    assert {p.key: p.value for p in fp16.metadata_props}["precision"] == "fp16"
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in fp16.graph.initializer)
+
+
+@pytest.mark.skipif(_tensorrt_installed(), reason="checks the path taken without TensorRT")
+def test_trt_int8_and_cpu_int8_write_qdq_models_that_onnxruntime_runs(tiny_checkpoint, tmp_path, capsys):
+    args = [tiny_checkpoint, "-o", tmp_path, "--imgsz", "128", "--trt", "int8", "--calib", TESTDATA, "--int8-cpu"]
+    code, _, err = _run(args, capsys)
+    assert code == 1 and "tiny.int8.onnx" in err
+    report = json.loads((tmp_path / "tiny.verify.json").read_text())
+    for name in ("int8", "int8-cpu"):
+        assert report[name]["runs_in_onnxruntime"] is True
+        assert 0.0 <= report[name]["matched"] <= 1.0
+        ops = {n.op_type for n in onnx.load(str(tmp_path / f"tiny.{name}.onnx")).graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_calibration_folder_without_images_is_one_line(tiny_checkpoint, tmp_path, capsys):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    (calib / "readme.txt").write_text("no images")
+    out_dir = tmp_path / "out"
+    code, _, err = _run([tiny_checkpoint, "-o", out_dir, "--imgsz", "128", "--int8-cpu", "--calib", calib], capsys)
+    assert code == 2 and "no calibration images" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not any(out_dir.iterdir())

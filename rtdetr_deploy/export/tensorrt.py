@@ -1,0 +1,385 @@
+"""TensorRT engine builder: a strongly typed network from a precision-decided ONNX, plus a JSON sidecar.
+
+Precision is decided in the ONNX (``precision.convert_fp16``, ``quantize.quantize_int8``), so the builder sets
+no precision flags: it creates a strongly typed network, where every tensor keeps the type the ONNX gives it.
+That is the only mode TensorRT 11 has (its FP16/INT8 builder flags and calibrators are gone) and an opt-in
+mode of TensorRT 10, so one code path serves both. TF32 is switched off unless asked for, so the FP32
+islands of an FP16 model compute in FP32 as the ONNX says.
+
+The sidecar ``<engine>.json`` records the ONNX metadata, the TensorRT version, the GPU, the batch range and
+the type TensorRT declares for each I/O tensor (an engine may want ``orig_target_sizes`` as int32 or int64;
+feeding the other gives all-zero or huge boxes), so the runtime can refuse a mismatched engine and feed
+what the engine wants. Everything but ``build_engine`` works without TensorRT.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from ..atomic import atomic_path
+from ..errors import EngineBuildError
+
+__all__ = [
+    "MIN_TENSORRT_MAJOR",
+    "build_engine",
+    "check_batch_range",
+    "engine_sidecar",
+    "gpu_description",
+    "import_tensorrt",
+    "onnx_io",
+    "onnx_precision",
+    "profile_shapes",
+    "sidecar_path",
+]
+
+MIN_TENSORRT_MAJOR = 10
+_LOG = logging.getLogger(__name__)
+
+
+def import_tensorrt() -> ModuleType:
+    """Import ``tensorrt``, or raise ``EngineBuildError`` saying how to install a supported version (>= 10)."""
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError) as exc:
+        raise EngineBuildError(
+            f"TensorRT is not installed: pip install rtdetr-deploy[trt] (TensorRT >= {MIN_TENSORRT_MAJOR} with an "
+            f"NVIDIA GPU and driver) [{type(exc).__name__}: {exc}]"
+        ) from None
+    major = int(str(trt.__version__).split(".")[0])
+    if major < MIN_TENSORRT_MAJOR:
+        raise EngineBuildError(
+            f"TensorRT {trt.__version__} is too old: rtdetr-deploy needs TensorRT >= {MIN_TENSORRT_MAJOR} "
+            "(pip install -U rtdetr-deploy[trt])"
+        )
+    return trt
+
+
+def check_batch_range(batch: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Validate ``(min, opt, max)`` batch sizes: three integers with ``1 <= MIN <= OPT <= MAX``."""
+    if len(batch) != 3 or not all(isinstance(b, int) and not isinstance(b, bool) for b in batch):
+        raise ValueError(f"batch range must be three integers (MIN, OPT, MAX), got {tuple(batch)}")
+    low, opt, high = batch
+    if not 1 <= low <= opt <= high:
+        raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {low},{opt},{high}")
+    return low, opt, high
+
+
+def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
+    """The sidecar of an engine: ``model.engine`` -> ``model.engine.json``."""
+    path = Path(engine_path)
+    return path.with_name(path.name + ".json")
+
+
+def _dims(info: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in info.type.tensor_type.shape.dim]
+
+
+def onnx_io(model: onnx.ModelProto) -> dict[str, dict[str, Any]]:
+    """Inputs and outputs of an ONNX graph: ``{name: {"mode", "dtype", "shape"}}``, symbolic dims as strings."""
+    initializers = {init.name for init in model.graph.initializer}
+    io: dict[str, dict[str, Any]] = {}
+    for mode, infos in (("input", model.graph.input), ("output", model.graph.output)):
+        for info in infos:
+            if info.name in initializers:
+                continue
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(info.type.tensor_type.elem_type).name
+            io[info.name] = {"mode": mode, "dtype": dtype, "shape": _dims(info)}
+    return io
+
+
+def profile_shapes(
+    model: onnx.ModelProto, batch: tuple[int, int, int]
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """Optimization-profile shapes ``{input: (min, opt, max)}``: the batch range on dim 0, the ONNX's other dims.
+
+    Raises:
+        ValueError: a bad batch range, an input whose non-batch dims are not fixed (the input size, e.g.
+            ``images`` H and W, comes from the ONNX), or a fixed-batch ONNX asked for another batch.
+    """
+    low, opt, high = check_batch_range(batch)
+    shapes = {}
+    for name, spec in onnx_io(model).items():
+        if spec["mode"] != "input":
+            continue
+        dims = spec["shape"]
+        if not dims or not all(isinstance(d, int) and d > 0 for d in dims[1:]):
+            raise ValueError(f"input {name!r} has shape {dims}: only the batch (first) dimension may be dynamic")
+        if isinstance(dims[0], int) and dims[0] > 0 and (low, opt, high) != (dims[0],) * 3:
+            raise ValueError(
+                f"the ONNX has a fixed batch of {dims[0]} on {name!r}, so the batch range must be "
+                f"{dims[0]},{dims[0]},{dims[0]}, got {low},{opt},{high}; export with a dynamic batch instead"
+            )
+        rest = tuple(dims[1:])
+        shapes[name] = ((low, *rest), (opt, *rest), (high, *rest))
+    return shapes
+
+
+def onnx_precision(model: onnx.ModelProto) -> str:
+    """``"int8"``, ``"fp16"`` or ``"fp32"``: the metadata's ``precision``, else what the graph holds."""
+    props = {p.key: p.value for p in model.metadata_props}
+    if props.get("precision") in ("fp32", "fp16", "int8"):
+        return props["precision"]
+    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node):
+        return "int8"
+    if any(init.data_type == TensorProto.FLOAT16 for init in model.graph.initializer) or any(
+        node.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in node.attribute)
+        for node in model.graph.node
+    ):
+        return "fp16"
+    return "fp32"
+
+
+def engine_sidecar(
+    model: onnx.ModelProto,
+    *,
+    tensorrt_version: str,
+    gpu_name: str | None,
+    compute_capability: tuple[int, int] | list[int] | None,
+    batch: tuple[int, int, int],
+    io: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The JSON sidecar of an engine built from ``model``.
+
+    Args:
+        model: the ONNX the engine was built from (its ``metadata_props`` are copied, ``precision`` included).
+        tensorrt_version: ``tensorrt.__version__`` of the builder.
+        gpu_name: name of the GPU the engine was built on (engines only run on that GPU model).
+        compute_capability: ``(major, minor)`` of that GPU.
+        batch: ``(min, opt, max)`` batch sizes of the optimization profile.
+        io: per I/O tensor, as the engine declares it: ``{"mode", "dtype", "shape"}`` and, for inputs,
+            ``"profile": [min, opt, max]`` shapes.
+
+    Returns:
+        ``{"metadata": {...}, "tensorrt": {"version", "gpu_name", "compute_capability", "precision",
+        "input_size", "batch", "io"}}``.
+    """
+    low, opt, high = check_batch_range(batch)
+    metadata = {p.key: p.value for p in model.metadata_props}
+    precision = onnx_precision(model)
+    metadata["precision"] = precision
+    images = onnx_io(model).get("images", {}).get("shape", [])
+    input_size = list(images[2:4]) if len(images) == 4 else None
+    return {
+        "metadata": metadata,
+        "tensorrt": {
+            "version": tensorrt_version,
+            "gpu_name": gpu_name,
+            "compute_capability": list(compute_capability) if compute_capability is not None else None,
+            "precision": precision,
+            "input_size": input_size,
+            "batch": [low, opt, high],
+            "io": io,
+        },
+    }
+
+
+def gpu_description(device: int | None = None) -> tuple[str | None, tuple[int, int] | None]:
+    """Name and compute capability of a CUDA device (the current one by default), via cuda-python or torch.
+
+    Returns:
+        ``(name, (major, minor))``, or ``(None, None)`` when neither cuda-python nor torch can see a GPU.
+    """
+    cudart = _import_cudart()
+    if cudart is not None:
+        success = cudart.cudaError_t.cudaSuccess
+        if device is None:
+            err, device = cudart.cudaGetDevice()
+            if err != success:
+                device = None
+        if device is not None:
+            err, props = cudart.cudaGetDeviceProperties(device)
+            if err == success:
+                name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+                return name.rstrip("\x00").strip(), (int(props.major), int(props.minor))
+    try:
+        import torch
+    except ImportError:
+        return None, None
+    if not torch.cuda.is_available():
+        return None, None
+    index = torch.cuda.current_device() if device is None else device
+    major, minor = torch.cuda.get_device_capability(index)
+    return torch.cuda.get_device_name(index), (int(major), int(minor))
+
+
+def _import_cudart() -> ModuleType | None:
+    """cuda-python's runtime module: ``cuda.bindings.runtime`` (cuda-python >= 12.6) or ``cuda.cudart``."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError:
+            return None
+    return cudart
+
+
+def _dtype_name(trt: ModuleType, dtype: Any) -> str:
+    """A TensorRT ``DataType`` as a numpy-style name (``int32``, ``float16``, ...)."""
+    try:
+        return np.dtype(trt.nptype(dtype)).name
+    except TypeError:  # bfloat16, fp8, int4 have no numpy type
+        return str(dtype).rsplit(".", 1)[-1].lower()
+
+
+def _engine_io(trt: ModuleType, engine: Any) -> dict[str, dict[str, Any]]:
+    """The I/O tensors as the built engine declares them (types may differ from the ONNX's)."""
+    io = {}
+    for index in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(index)
+        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        spec: dict[str, Any] = {
+            "mode": "input" if is_input else "output",
+            "dtype": _dtype_name(trt, engine.get_tensor_dtype(name)),
+            "shape": list(engine.get_tensor_shape(name)),
+        }
+        if is_input:
+            spec["profile"] = [list(shape) for shape in engine.get_tensor_profile_shape(name, 0)]
+        io[name] = spec
+    return io
+
+
+def _make_logger(trt: ModuleType) -> Any:
+    """A TensorRT logger that keeps error messages for the exception and forwards the rest to ``logging``."""
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            if int(severity) <= int(trt.ILogger.Severity.ERROR):
+                self.errors.append(msg)
+                _LOG.error("TensorRT: %s", msg)
+            elif int(severity) == int(trt.ILogger.Severity.WARNING):
+                _LOG.warning("TensorRT: %s", msg)
+            else:
+                _LOG.debug("TensorRT: %s", msg)
+
+    return _Logger()
+
+
+def _checked(value: Any, what: str, logger: Any) -> Any:
+    """``value`` unless TensorRT signalled failure with None/False; then ``EngineBuildError`` naming ``what``."""
+    if value is None or value is False:
+        detail = f": {logger.errors[-1]}" if logger.errors else ""
+        raise EngineBuildError(f"TensorRT: {what} failed{detail}")
+    return value
+
+
+def _parse_errors(parser: Any) -> str:
+    lines = []
+    for index in range(parser.num_errors):
+        error = parser.get_error(index)
+        where = error.node_name() or f"node {error.node()}"
+        lines.append(f"  {where} ({error.node_operator() or '?'}): {error.desc()} [{error.code()}]")
+    return "\n".join(lines)
+
+
+def build_engine(
+    onnx_path: str | os.PathLike[str],
+    engine_path: str | os.PathLike[str],
+    *,
+    batch: tuple[int, int, int] = (1, 1, 1),
+    workspace_gib: float = 4.0,
+    timing_cache: str | os.PathLike[str] | None = None,
+    allow_tf32: bool = False,
+) -> Path:
+    """Build a TensorRT engine from an FP32, FP16 (FP32 islands) or Q/DQ INT8 ONNX as a strongly typed network.
+
+    Writes ``engine_path`` and its sidecar ``engine_path + ".json"`` (see ``engine_sidecar``), each atomically;
+    a failed build writes neither.
+
+    Args:
+        onnx_path: the ONNX (inputs ``images [N, 3, H, W]``, ``orig_target_sizes [N, 2]``); H and W are fixed.
+        engine_path: where to write the serialized engine.
+        batch: ``(min, opt, max)`` batch sizes of the optimization profile.
+        workspace_gib: builder workspace limit in GiB.
+        timing_cache: timing cache file, read when it exists and written back after the build.
+        allow_tf32: let FP32 convolutions and matrix products use TF32 (10-bit mantissa) on Ampere and newer.
+
+    Returns:
+        ``engine_path`` as a ``Path``.
+
+    Raises:
+        FileNotFoundError: ``onnx_path`` does not exist.
+        ValueError: a bad batch range or workspace, or an ONNX whose input size is not fixed.
+        EngineBuildError: TensorRT is missing or too old, the ONNX does not parse (every parser error listed),
+            the timing cache does not match, or the build fails.
+    """
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    batch = check_batch_range(batch)
+    if not workspace_gib > 0:
+        raise ValueError(f"workspace must be a positive number of GiB, got {workspace_gib}")
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    shapes = profile_shapes(model, batch)
+    trt = import_tensorrt()
+
+    # TensorRT >= 10 frees builder, network, parser and config when their last reference goes (its context
+    # managers are deprecated no-ops), so they live exactly as long as this call.
+    logger = _make_logger(trt)
+    try:
+        builder = _checked(trt.Builder(logger), "creating the builder", logger)
+    except (RuntimeError, TypeError) as exc:  # the bindings raise when the C++ factory returns null
+        raise EngineBuildError(f"TensorRT could not create a builder (is a CUDA GPU visible?): {exc}") from None
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = _checked(builder.create_network(flags), "creating a strongly typed network", logger)
+    parser = _checked(trt.OnnxParser(network, logger), "creating the ONNX parser", logger)
+    if not parser.parse_from_file(str(onnx_path)) or parser.num_errors:
+        raise EngineBuildError(
+            f"TensorRT cannot parse {onnx_path} ({parser.num_errors} errors):\n{_parse_errors(parser)}"
+        )
+
+    config = _checked(builder.create_builder_config(), "creating the builder config", logger)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    if not allow_tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
+    profile = _checked(builder.create_optimization_profile(), "creating an optimization profile", logger)
+    for name, (low, opt, high) in shapes.items():
+        profile.set_shape(name, low, opt, high)
+    if config.add_optimization_profile(profile) < 0:
+        raise EngineBuildError(f"TensorRT rejected the optimization profile {shapes}")
+
+    cache_path = Path(timing_cache) if timing_cache is not None else None
+    cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
+    cache = _checked(config.create_timing_cache(cache_bytes), f"reading the timing cache {cache_path}", logger)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise EngineBuildError(
+            f"timing cache {cache_path} was made by another TensorRT version or GPU; delete it or pass another file"
+        )
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        detail = "; ".join(logger.errors[-3:]) or "see the TensorRT log"
+        raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path}: {detail}")
+    engine = _checked(trt.Runtime(logger).deserialize_cuda_engine(plan), "loading the engine it just built", logger)
+    gpu_name, capability = gpu_description()
+    sidecar = engine_sidecar(
+        model,
+        tensorrt_version=trt.__version__,
+        gpu_name=gpu_name,
+        compute_capability=capability,
+        batch=batch,
+        io=_engine_io(trt, engine),
+    )
+
+    # The engine lands first: an engine without a sidecar is refused, a sidecar without its engine would lie.
+    with atomic_path(sidecar_path(engine_path)) as tmp_sidecar, atomic_path(engine_path) as tmp_engine:
+        tmp_engine.write_bytes(memoryview(plan))
+        tmp_sidecar.write_text(json.dumps(sidecar, indent=2))
+    if cache_path is not None:
+        serialized = _checked(config.get_timing_cache(), "reading back the timing cache", logger).serialize()
+        with atomic_path(cache_path) as tmp_cache:
+            tmp_cache.write_bytes(memoryview(serialized))
+    return engine_path

@@ -1,0 +1,230 @@
+"""``Detector``: images in, ``Detections`` out, on any backend, configured only by the model's own metadata."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, overload
+
+import numpy as np
+
+from ..errors import BackendError
+from ..metadata import ModelMetadata
+from .backend import Backend, open_backend
+from .config import BACKEND_CHOICES, RuntimeConfig, check_conf, parse_device
+from .detections import Detections
+from .postprocess import select_detections, topk_detections
+from .preprocess import preprocess
+
+__all__ = ["Detector", "PreparedBatch"]
+
+DEPLOY_OUTPUTS = ("labels", "boxes", "scores")
+RAW_OUTPUTS = ("pred_logits", "pred_boxes")
+KNOWN_INPUTS = ("images", "orig_target_sizes")
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """Backend inputs for ``count`` images, padded up to a fixed batch size when the model has one.
+
+    Attributes:
+        feed: input name to array, in the dtypes the backend declares.
+        orig_sizes: ``[B, 2]`` int64 original ``(width, height)`` (padded rows included).
+        count: real images in the batch (the first ``count`` rows).
+    """
+
+    feed: dict[str, np.ndarray]
+    orig_sizes: np.ndarray
+    count: int
+
+
+class Detector:
+    """NMS-free RT-DETRv2 detector on ONNX Runtime, TensorRT or PyTorch.
+
+    ``detector(image)`` takes a BGR uint8 ``[H, W, 3]`` array (grayscale, BGRA and 16-bit are converted) and
+    returns its ``Detections``; ``detector([img, ...])`` returns one per image, batched up to the model's maximum.
+    Input size, preprocessing, class names, category ids and top-k all come from the model file's metadata.
+
+    Args:
+        model: ``.onnx``, ``.engine`` or ``.pth`` path, an open ``Backend``, or an ``RTDETR`` torch module.
+        backend: ``"auto"`` (by suffix), ``"onnxruntime"``, ``"tensorrt"`` or ``"torch"``.
+        device: ``"cpu"`` or ``"cuda:N"``; ``None`` for the backend's default (TensorRT ``cuda:0``, others ``cpu``).
+        conf: keep detections scoring at least this, in [0, 1].
+        classes: keep only these classes, by name or contiguous class index; ``None`` keeps all.
+
+    Raises:
+        FileNotFoundError, ValueError (bad argument or unknown class), BackendError (the backend refuses the
+        model or the device, or the model's I/O is not RT-DETR's).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | Backend | Any,
+        *,
+        backend: str = "auto",
+        device: str | None = None,
+        conf: float = 0.25,
+        classes: Sequence[str | int] | None = None,
+    ) -> None:
+        self.conf = check_conf(conf)
+        if backend not in BACKEND_CHOICES:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+        if device is not None:
+            parse_device(device)
+        self.backend: Backend = _open(model, backend=backend, device=device)
+        try:
+            self._check_io()
+            self.keep_classes = None if classes is None else _class_indices(classes, self.metadata.class_names)
+        except BaseException:
+            self.backend.close()
+            raise
+
+    @classmethod
+    def from_config(cls, config: RuntimeConfig) -> Detector:
+        """A detector for ``config.model`` with the config's backend, device, threshold and classes."""
+        if config.model is None:
+            raise ValueError("no model given: pass --model PATH (.onnx, .engine or .pth)")
+        return cls(config.model, backend=config.backend, device=config.device, conf=config.conf, classes=config.classes)
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        return self.backend.metadata
+
+    @property
+    def max_batch(self) -> int:
+        """Most images one backend call takes (a fixed-batch model always gets exactly this many)."""
+        fixed = self._specs["images"].fixed_batch
+        return fixed if fixed is not None else self.metadata.batch[2]
+
+    def _check_io(self) -> None:
+        self._specs = {spec.name: spec for spec in self.backend.input_specs}
+        unknown = [name for name in self._specs if name not in KNOWN_INPUTS]
+        if "images" not in self._specs or unknown:
+            raise BackendError(
+                f"model inputs {sorted(self._specs)} are not RT-DETR's; expected images[, orig_target_sizes]"
+            )
+        outputs = {spec.name for spec in self.backend.output_specs}
+        if set(DEPLOY_OUTPUTS) <= outputs:
+            self._raw = False
+        elif set(RAW_OUTPUTS) <= outputs:
+            self._raw = True
+        else:
+            raise BackendError(
+                f"model outputs {sorted(outputs)} are not RT-DETR's; expected {', '.join(DEPLOY_OUTPUTS)} "
+                f"or {', '.join(RAW_OUTPUTS)}"
+            )
+        height, width = self.metadata.input_size
+        declared = self._specs["images"].shape[2:]
+        if any(d is not None and d != s for d, s in zip(declared, (height, width), strict=False)):
+            raise BackendError(
+                f"model input images{list(declared)} contradicts its metadata input size {height}x{width}"
+            )
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> PreparedBatch:
+        """Images to backend inputs (at most ``max_batch`` images), padded to a fixed batch size if needed."""
+        if len(images) > self.max_batch:
+            raise ValueError(f"{len(images)} images exceed the model's batch limit {self.max_batch}")
+        tensor, orig_sizes = preprocess(
+            images, input_size=self.metadata.input_size, preprocessing=self.metadata.preprocessing
+        )
+        count = len(images)
+        fixed = self._specs["images"].fixed_batch
+        if fixed is not None and fixed > count:
+            pad = fixed - count
+            tensor = np.concatenate([tensor, np.repeat(tensor[-1:], pad, axis=0)])
+            orig_sizes = np.concatenate([orig_sizes, np.repeat(orig_sizes[-1:], pad, axis=0)])
+        feed = {"images": tensor.astype(self._specs["images"].dtype, copy=False)}
+        if "orig_target_sizes" in self._specs:
+            feed["orig_target_sizes"] = orig_sizes.astype(self._specs["orig_target_sizes"].dtype)
+        return PreparedBatch(feed=feed, orig_sizes=orig_sizes, count=count)
+
+    def infer(self, batch: PreparedBatch) -> dict[str, np.ndarray]:
+        """Run the backend on a prepared batch."""
+        return self.backend.infer(batch.feed)
+
+    def postprocess(self, outputs: Mapping[str, np.ndarray], batch: PreparedBatch) -> list[Detections]:
+        """Backend outputs to one ``Detections`` per real image of the batch (top-k in numpy for raw graphs)."""
+        if self._raw:
+            labels, boxes, scores = topk_detections(
+                outputs["pred_logits"], outputs["pred_boxes"], batch.orig_sizes, topk=self.metadata.topk
+            )
+        else:
+            labels, boxes, scores = (outputs[name] for name in DEPLOY_OUTPUTS)
+        n = batch.count
+        return select_detections(
+            labels[:n],
+            boxes[:n],
+            scores[:n],
+            conf=self.conf,
+            class_names=self.metadata.class_names,
+            category_ids=self.metadata.category_ids,
+            keep_classes=self.keep_classes,
+        )
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """One ``Detections`` per image, in batches of at most ``max_batch``."""
+        results: list[Detections] = []
+        step = self.max_batch
+        for start in range(0, len(images), step):
+            batch = self.preprocess(images[start : start + step])
+            results.extend(self.postprocess(self.infer(batch), batch))
+        return results
+
+    @overload
+    def __call__(self, images: np.ndarray) -> Detections: ...
+
+    @overload
+    def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+
+    def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> Detections | list[Detections]:
+        if isinstance(images, np.ndarray):
+            return self.detect([images])[0]
+        return self.detect(list(images))
+
+    def close(self) -> None:
+        """Release the backend."""
+        self.backend.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _open(model: Any, *, backend: str, device: str | None) -> Backend:
+    if isinstance(model, str | os.PathLike):
+        return open_backend(model, backend=backend, device=device)
+    if isinstance(model, Backend):
+        return model
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        if backend not in ("auto", "torch"):
+            raise ValueError(f"a torch module runs on the torch backend, not {backend!r}")
+        from .torch_backend import TorchBackend
+
+        return TorchBackend.from_module(model, device=device)
+    raise ValueError(f"model must be a file path, a Backend or a torch module, got {type(model).__name__}")
+
+
+def _class_indices(classes: Sequence[str | int], names: Sequence[str]) -> np.ndarray:
+    """Contiguous indices of ``classes`` given by name or index (``"3"`` is an index unless a class is named "3")."""
+    indices = []
+    for item in classes:
+        key = str(item).strip()
+        if key in names:
+            indices.append(list(names).index(key))
+        elif key.lstrip("-").isdigit() and 0 <= int(key) < len(names):
+            indices.append(int(key))
+        else:
+            hint = difflib.get_close_matches(key, names, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+            raise ValueError(f"unknown class {key!r}{suggestion}; give names ({shown}) or indices 0..{len(names) - 1}")
+    return np.asarray(sorted(set(indices)), dtype=np.int64)

@@ -1,0 +1,78 @@
+"""Images to the ``images`` / ``orig_target_sizes`` inputs: RGB, plain resize, ``x * scale``, optional mean/std.
+
+This is the official RT-DETRv2 deploy preprocessing (no letterbox): every image is stretched to the model's
+``(height, width)``, and the boxes come back in original pixels because the graph scales them by the original
+``(width, height)``. All per-pixel work is done by OpenCV and vectorised numpy on the whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from ..metadata import Preprocessing
+
+__all__ = ["to_bgr8", "preprocess"]
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Any decoded image as a ``[H, W, 3]`` BGR uint8 array.
+
+    Grayscale (``[H, W]`` or ``[H, W, 1]``) is replicated, BGRA drops its alpha and 16-bit images keep their
+    8 most significant bits (as OpenCV's ``imread`` does). 8-bit BGR passes through unchanged.
+
+    Raises:
+        ValueError: not a numpy array, zero-sized, or an unsupported dtype or channel count.
+    """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected an image as a numpy array, got {type(image).__name__}")
+    if image.size == 0 or image.ndim not in (2, 3):
+        raise ValueError(f"expected an image of shape [H, W] or [H, W, C] with H, W > 0, got {list(image.shape)}")
+    if image.dtype == np.uint16:
+        image = np.right_shift(image, 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 or uint16 image, got {image.dtype}; convert float images to uint8 first")
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if channels != 3:
+        raise ValueError(f"expected 1, 3 or 4 channels, got {channels}")
+    return image
+
+
+def preprocess(
+    images: Sequence[np.ndarray], *, input_size: tuple[int, int], preprocessing: Preprocessing
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batch images for the model.
+
+    Args:
+        images: ``B`` BGR images of any size (anything ``to_bgr8`` accepts).
+        input_size: model ``(height, width)``.
+        preprocessing: colour order, scale and optional mean/std from the model's metadata.
+
+    Returns:
+        images ``[B, 3, H, W]`` float32 (RGB in [0, 1] for the official preprocessing) and
+        orig_sizes ``[B, 2]`` int64 original ``(width, height)``.
+    """
+    if not len(images):
+        raise ValueError("no images to preprocess")
+    height, width = input_size
+    batch = np.empty((len(images), height, width, 3), np.uint8)
+    orig_sizes = np.empty((len(images), 2), np.int64)
+    for i, image in enumerate(images):
+        image = to_bgr8(image)
+        orig_sizes[i] = image.shape[1], image.shape[0]
+        batch[i] = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    if preprocessing.color == "rgb":
+        batch = batch[..., ::-1]
+    tensor = batch.transpose(0, 3, 1, 2).astype(np.float32)
+    tensor *= np.float32(preprocessing.scale)
+    if preprocessing.mean is not None:
+        tensor -= np.asarray(preprocessing.mean, np.float32).reshape(1, 3, 1, 1)
+    if preprocessing.std is not None:
+        tensor /= np.asarray(preprocessing.std, np.float32).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray(tensor), orig_sizes

@@ -1,0 +1,238 @@
+"""Media sources: an image, a glob, a folder, a video file, a camera index or an RTSP/HTTP stream.
+
+``open_source(spec)`` decides which from the spec and returns an iterable of ``Frame``. Unreadable inputs inside
+a folder or glob are skipped with one warning each and the run goes on; a video that stops decoding early ends
+with a warning, and whatever was decoded before still counts.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+from .preprocess import to_bgr8
+
+__all__ = ["Frame", "ImageSource", "VideoSource", "open_source", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"})
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+STREAM_TIMEOUT_MS = 10_000
+DEFAULT_FPS = 30.0
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded image.
+
+    Attributes:
+        image: ``[H, W, 3]`` BGR uint8.
+        index: position in the source (the frame index for video).
+        image_id: id for COCO results: the frame index for video, the file's number for files named by
+            number (``000000397133.jpg``), else the position in sorted order.
+        name: file name (images) or ``frame_000123`` (video).
+    """
+
+    image: np.ndarray
+    index: int
+    image_id: int
+    name: str
+
+
+class ImageSource:
+    """Image files decoded in order.
+
+    Args:
+        paths: the files, in the order to process them.
+        strict: raise on an undecodable file (a single image given by name) instead of skipping it.
+        label: how the source was named, for messages.
+    """
+
+    kind = "images"
+    fps: float | None = None
+
+    def __init__(self, paths: list[Path], *, strict: bool = False, label: str = "") -> None:
+        self.paths = paths
+        self.strict = strict
+        self.label = label or str(paths[0])
+        self.skipped: list[Path] = []
+        stems = [p.stem for p in paths]
+        numeric = all(s.isdigit() for s in stems) and len({int(s) for s in stems}) == len(stems)
+        self._ids = [int(s) for s in stems] if numeric else list(range(len(paths)))
+
+    @property
+    def total(self) -> int:
+        return len(self.paths)
+
+    @property
+    def name(self) -> str:
+        return Path(self.label).stem if len(self.paths) > 1 else self.paths[0].stem
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, (path, image_id) in enumerate(zip(self.paths, self._ids, strict=True)):
+            image, reason = read_image(path)
+            if image is None:
+                if self.strict:
+                    raise ValueError(f"cannot read image {path}: {reason}")
+                logger.warning("skipping %s: %s", path, reason)
+                self.skipped.append(path)
+                continue
+            yield Frame(image=image, index=index, image_id=image_id, name=path.name)
+
+    def close(self) -> None:
+        """Nothing to release; present for symmetry with ``VideoSource``."""
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def read_image(path: Path) -> tuple[np.ndarray | None, str]:
+    """Decode an image file to BGR uint8 (EXIF orientation applied); ``(None, reason)`` when it cannot be."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    if data.size == 0:
+        return None, "empty file"
+    # IMREAD_COLOR turns grayscale, BGRA and 16-bit files into 8-bit BGR, as to_bgr8 does for arrays.
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        return None, "not a decodable image (corrupt or unsupported format)"
+    return to_bgr8(image), ""
+
+
+class VideoSource:
+    """Frames of a video file, a camera or a network stream, decoded by OpenCV (FFmpeg).
+
+    Args:
+        target: file path, camera index or stream URL.
+        kind: ``"video"``, ``"camera"`` or ``"stream"``.
+        label: how the source was named, for messages.
+    """
+
+    def __init__(self, target: str | int, *, kind: str, label: str) -> None:
+        self.kind = kind
+        self.label = label
+        if kind == "stream":
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+            params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+            self._capture = cv2.VideoCapture(str(target), cv2.CAP_FFMPEG, params)
+        else:
+            self._capture = cv2.VideoCapture(target)
+        if not self._capture.isOpened():
+            self._capture.release()
+            what = {"camera": "camera", "stream": "stream", "video": "video file"}[kind]
+            raise ValueError(f"cannot open {what} {label} (unreadable, unsupported or unreachable)")
+        fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps_known = 0.0 < fps <= 1000.0
+        self.fps = fps if self.fps_known else DEFAULT_FPS
+        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.total = count if kind == "video" and count > 0 else None
+        self.size = (
+            int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
+        self.decoded = 0
+        self.stopped_early = False
+
+    @property
+    def name(self) -> str:
+        if self.kind == "camera":
+            return f"camera{self.label}"
+        stem = Path(self.label.split("?", 1)[0].rstrip("/")).stem
+        return re.sub(r"[^\w.-]+", "_", stem) or "stream"
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            ok, image = self._capture.read()
+            if not ok or image is None or image.size == 0:
+                break
+            yield Frame(image=to_bgr8(image), index=index, image_id=index, name=f"frame_{index:06d}")
+            index += 1
+            self.decoded = index
+        if self.total is not None and index < self.total:
+            self.stopped_early = True
+            logger.warning(
+                "%s: decoding stopped at frame %d of %d (truncated or corrupt); keeping the frames before it",
+                self.label,
+                index,
+                self.total,
+            )
+        elif self.kind != "video":
+            logger.info("%s: stream ended after %d frames", self.label, index)
+
+    def close(self) -> None:
+        """Release the capture device or file."""
+        self._capture.release()
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_source(spec: str | int | os.PathLike[str]) -> ImageSource | VideoSource:
+    """The source ``spec`` names.
+
+    ``0``, ``1``, ... is a camera index; ``rtsp://``, ``http(s)://``, ... a stream; a path with ``* ? [`` a glob;
+    a folder its images (not recursive, sorted; other files are skipped with a warning); a file an image or a video
+    by its suffix (files of unknown suffix are tried as video).
+
+    Raises:
+        FileNotFoundError: no such file or folder, or a glob that matches nothing.
+        ValueError: a folder or glob without images, a camera/stream/video that cannot be opened.
+    """
+    text = str(spec).strip()
+    if isinstance(spec, int) or text.isdigit():
+        return VideoSource(int(text), kind="camera", label=text)
+    if text.lower().startswith(STREAM_PREFIXES):
+        return VideoSource(text, kind="stream", label=text)
+    path = Path(text).expanduser()
+    if not path.exists() and glob.has_magic(text):
+        matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(text)) if Path(p).is_file())
+        if not matches:
+            raise FileNotFoundError(f"no files match {text!r}")
+        return _image_files(matches, where=f"files matching {text!r}", label=text)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        return _image_files(files, where=f"folder {path}", label=str(path))
+    if not path.exists():
+        raise FileNotFoundError(f"source not found: {text}")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"source not readable (permission denied): {path}")
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return ImageSource([path], strict=True, label=str(path))
+    return VideoSource(str(path), kind="video", label=str(path))
+
+
+def _image_files(files: list[Path], *, where: str, label: str) -> ImageSource:
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    others = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if not images:
+        found = f" (found {len(others)} other files)" if others else ""
+        raise ValueError(f"no images in {where}{found}; image types: {', '.join(sorted(IMAGE_SUFFIXES))}")
+    if others:
+        shown = ", ".join(p.name for p in others[:5]) + (", ..." if len(others) > 5 else "")
+        logger.warning("skipping %d non-image files in %s: %s", len(others), where, shown)
+    return ImageSource(images, label=label)

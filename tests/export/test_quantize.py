@@ -1,0 +1,204 @@
+"""Q/DQ INT8 for TensorRT and ONNX Runtime: calibration on photos, Q/DQ placement and types, ORT runs it."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, numpy_helper  # noqa: E402
+
+from rtdetr_deploy.agreement import compare_detections  # noqa: E402
+from rtdetr_deploy.export.precision import fp32_islands  # noqa: E402
+from rtdetr_deploy.export.quantize import (  # noqa: E402
+    INT8_TARGETS,
+    ImageCalibrationReader,
+    load_calibration_images,
+    quantize_int8,
+)
+from rtdetr_deploy.metadata import ModelMetadata, Preprocessing  # noqa: E402
+from rtdetr_deploy.runtime.preprocess import preprocess  # noqa: E402
+
+DATA = Path(__file__).parents[1] / "data"
+PHOTOS = [DATA / name for name in ("chelsea.png", "rocket.jpg")]
+INPUT_SIZE = (320, 320)
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny preset (random heads and sampling offsets) with the deploy I/O, dynamic batch and metadata."""
+    from rtdetr_deploy.models import build_model, get_preset
+    from rtdetr_deploy.models.postprocess import DeployModel, PostProcessor
+
+    torch.manual_seed(0)
+    model = build_model(get_preset("tiny").with_eval_size(INPUT_SIZE), num_classes=3, sampling="discrete")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "bbox_head" in name or "score_head" in name or "sampling_offsets.weight" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+    deploy = DeployModel(model.deploy(), PostProcessor(topk=100)).eval()
+    names = ["images", "orig_target_sizes", "labels", "boxes", "scores"]
+    path = tmp_path_factory.mktemp("quantize") / "tiny.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the shapes baked into the graph
+        torch.onnx.export(
+            deploy,
+            (torch.rand(2, 3, *INPUT_SIZE), torch.tensor([[640, 480], [500, 300]])),
+            str(path),
+            input_names=names[:2],
+            output_names=names[2:],
+            opset_version=17,
+            dynamo=False,
+            dynamic_axes={name: {0: "N"} for name in names},
+        )
+    exported = onnx.load(str(path))
+    metadata = ModelMetadata(
+        preset="tiny", input_size=INPUT_SIZE, class_names=("a", "b", "c"), category_ids=(1, 2, 3), topk=100
+    )
+    for key, value in metadata.to_props().items():
+        exported.metadata_props.add(key=key, value=value)
+    onnx.save(exported, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in PHOTOS]
+    assert all(img is not None for img in images), "tests/data photos are missing"
+    return images
+
+
+@pytest.fixture(scope="module")
+def quantized(tiny_onnx: Path, photos: list[np.ndarray], tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("int8")
+    return {
+        "tensorrt": quantize_int8(tiny_onnx, folder / "tiny.int8.trt.onnx", photos, target="tensorrt"),
+        # The folder form: tests/data holds the photos beside a README, which is skipped.
+        "onnxruntime": quantize_int8(tiny_onnx, folder / "tiny.int8.ort.onnx", DATA, target="onnxruntime"),
+    }
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _qdq(model: onnx.ModelProto) -> tuple[list[onnx.NodeProto], list[onnx.NodeProto], dict[str, onnx.TensorProto]]:
+    inits = {init.name: init for init in model.graph.initializer}
+    quant = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    dequant = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    return quant, dequant, inits
+
+
+def test_tensorrt_target_is_symmetric_int8_per_channel(tiny_onnx, quantized):
+    model = onnx.load(str(quantized["tensorrt"]))
+    quant, dequant, inits = _qdq(model)
+    assert quant and dequant
+    zero_points = [inits[n.input[2]] for n in (*quant, *dequant)]
+    assert all(z.data_type == TensorProto.INT8 for z in zero_points), "TensorRT takes INT8 Q/DQ only"
+    assert all(not numpy_helper.to_array(z).any() for z in zero_points), "TensorRT needs zero point 0"
+    dq_inputs = [inits[n.input[0]] for n in dequant if n.input[0] in inits]
+    assert all(t.data_type == TensorProto.INT8 for t in dq_inputs), "no INT32 bias DequantizeLinear for TensorRT"
+    per_channel = [n for n in dequant if numpy_helper.to_array(inits[n.input[1]]).size > 1]
+    assert per_channel, "weights are quantized per channel"
+    props = {p.key: p.value for p in model.metadata_props}
+    assert ModelMetadata.from_props(props).precision == "int8"
+    assert json.loads(props["quantization"])["name"] == "tensorrt"
+
+
+def test_quantization_leaves_the_fp32_islands_alone(tiny_onnx, quantized):
+    islands = fp32_islands(onnx.load(str(tiny_onnx)))
+    for path in quantized.values():
+        model = onnx.load(str(path))
+        producer = {out: node for node in model.graph.node for out in node.output}
+        quantized_ops = [node for node in model.graph.node if node.op_type in ("Conv", "MatMul", "Gemm")]
+        fed_by_dq = {
+            node.name
+            for node in quantized_ops
+            if any(
+                producer.get(name) is not None and producer[name].op_type == "DequantizeLinear" for name in node.input
+            )
+        }
+        assert fed_by_dq, "the backbone and encoder are quantized"
+        assert not fed_by_dq & islands, "index arithmetic, box heads and post-processing stay float"
+
+
+def test_onnxruntime_target_uses_uint8_activations(quantized):
+    model = onnx.load(str(quantized["onnxruntime"]))
+    quant, dequant, inits = _qdq(model)
+    activation_types = {inits[n.input[2]].data_type for n in quant}
+    assert activation_types == {TensorProto.UINT8}
+    weight_types = {inits[n.input[0]].data_type for n in dequant if n.input[0] in inits}
+    assert TensorProto.INT8 in weight_types
+    record = json.loads({p.key: p.value for p in model.metadata_props}["quantization"])
+    assert (record["name"], record["activations"], record["calibration_images"]) == ("onnxruntime", "uint8", 2)
+
+
+@pytest.mark.parametrize("target", sorted(INT8_TARGETS))
+def test_int8_models_run_in_onnxruntime(tiny_onnx, quantized, photos, target):
+    pixels, sizes = preprocess(photos, input_size=INPUT_SIZE, preprocessing=Preprocessing())
+    feed = {"images": pixels, "orig_target_sizes": sizes}
+    labels, boxes, scores = _session(quantized[target]).run(["labels", "boxes", "scores"], feed)
+    assert labels.dtype == np.int64 and labels.shape == (2, 100)
+    assert boxes.dtype == np.float32 and boxes.shape == (2, 100, 4)
+    assert scores.dtype == np.float32 and scores.shape == (2, 100)
+    assert np.isfinite(boxes).all() and ((scores >= 0) & (scores <= 1)).all()
+    assert ((labels >= 0) & (labels < 3)).all()
+    # Random weights give near-equal scores, so INT8 reorders them: agreement is reported, not asserted.
+    reference = _session(tiny_onnx).run(["labels", "boxes", "scores"], feed)
+    report = compare_detections(reference, (labels, boxes, scores))
+    print(f"{target} INT8 vs FP32 on {len(photos)} photos: {report['matched']:.1%} of top-100 matched")
+
+
+def test_calibration_reader_feeds_the_runtime_preprocessing(photos):
+    reader = ImageCalibrationReader(photos, input_size=(64, 96), batch=3)
+    assert len(reader) == 1
+    feed = reader.get_next()
+    assert feed["images"].shape == (3, 3, 64, 96) and feed["images"].dtype == np.float32
+    # The last batch is filled from the start; sizes are (width, height) of the originals.
+    expected_sizes = [[img.shape[1], img.shape[0]] for img in (*photos, photos[0])]
+    np.testing.assert_array_equal(feed["orig_target_sizes"], expected_sizes)
+    assert reader.get_next() is None
+    reader.rewind()
+    assert reader.get_next() is not None
+    resized = cv2.resize(photos[0], (96, 64), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(feed["images"][0], resized[..., ::-1].transpose(2, 0, 1) / 255.0, atol=1e-6)
+
+
+def test_bad_calibration_input_is_one_clear_error(tiny_onnx, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match="no calibration images in .*empty") as info:
+        quantize_int8(tiny_onnx, tmp_path / "out.onnx", empty)
+    assert "\n" not in str(info.value)
+    with pytest.raises(FileNotFoundError, match="calibration folder not found"):
+        quantize_int8(tiny_onnx, tmp_path / "out.onnx", tmp_path / "missing")
+    with pytest.raises(ValueError, match="unknown INT8 target 'tensorrt8'; choose from tensorrt, onnxruntime"):
+        quantize_int8(tiny_onnx, tmp_path / "out.onnx", empty, target="tensorrt8")
+    with pytest.raises(ValueError, match="BGR uint8"):
+        load_calibration_images([np.zeros((8, 8), np.float32)])
+    with pytest.raises(ValueError, match="no calibration images given"):
+        load_calibration_images([])
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_quantize_reports_a_model_without_deploy_inputs(tmp_path, photos):
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    with pytest.raises(ValueError, match="expected inputs 'images' and 'orig_target_sizes'"):
+        quantize_int8(onnx.helper.make_model(graph), tmp_path / "out.onnx", photos)
