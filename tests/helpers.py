@@ -16,3 +16,42 @@ def randomize_heads(model, *, seed: int = 0, std: float = 0.05) -> None:  # noqa
         for name, param in model.named_parameters():
             if "bbox_head" in name or "score_head" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * std)
+
+
+def tiny_deploy_onnx(
+    folder,  # noqa: ANN001 - a pathlib.Path
+    *,
+    input_size: tuple[int, int] = (320, 320),
+    topk: int = 100,
+    batch: tuple[int, int, int] = (1, 2, 4),
+    keep_unsimplified: bool = False,
+):  # noqa: ANN201 - returns a pathlib.Path
+    """The tiny preset (discrete sampling, random heads and sampling offsets) exported to ``folder/tiny.onnx``.
+
+    Box and class heads start at zero and sampling offsets ignore the query: randomising them makes boxes,
+    scores and sampling locations depend on the image. With ``keep_unsimplified`` the traced graph is also
+    kept as ``tiny.unsimplified.onnx``.
+    """
+    import torch
+
+    from rtdetr_deploy.export.onnx_export import export_onnx
+    from rtdetr_deploy.metadata import ModelMetadata
+    from rtdetr_deploy.models import build_model, get_preset
+
+    torch.manual_seed(0)
+    model = build_model(get_preset("tiny").with_eval_size(input_size), num_classes=3, sampling="discrete")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "bbox_head" in name or "score_head" in name or "sampling_offsets.weight" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+    metadata = ModelMetadata(
+        preset="tiny",
+        input_size=input_size,
+        class_names=tuple(CLASS_NAMES),
+        category_ids=tuple(CATEGORY_IDS),
+        topk=topk,
+        batch=batch,
+    )
+    path, _ = export_onnx(model.eval(), folder / "tiny.onnx", metadata=metadata, keep_unsimplified=keep_unsimplified)
+    return path

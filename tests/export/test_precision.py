@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import cv2
@@ -14,6 +13,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxslim")
 
+from helpers import tiny_deploy_onnx  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from rtdetr_deploy.agreement import compare_detections  # noqa: E402
@@ -31,55 +31,12 @@ NUM_HEADS = 8  # of the tiny preset's decoder
 
 
 def build_tiny_onnx(folder: Path, *, input_size: tuple[int, int] = INPUT_SIZE, topk: int = 150) -> dict[str, Path]:
-    """The tiny preset with random heads and sampling offsets, exported with the deploy I/O and a dynamic batch.
+    """The tiny test model, traced (``traced``) and simplified with metadata (``onnx``).
 
-    ``topk`` 150 keeps every (query, class) pair, so the top 100 compared have room to move in rank. Returns the
-    traced graph (``traced``) and the onnxslim-simplified one with metadata (``onnx``).
+    ``topk`` 150 keeps every (query, class) pair, so the top 100 compared have room to move in rank.
     """
-    import onnxslim
-
-    from rtdetr_deploy.models import build_model, get_preset
-    from rtdetr_deploy.models.postprocess import DeployModel, PostProcessor
-
-    torch.manual_seed(0)
-    model = build_model(get_preset("tiny").with_eval_size(input_size), num_classes=3, sampling="discrete")
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            # Box and class heads start at zero, offsets ignore the query: randomise them so that boxes,
-            # scores and sampling locations all depend on the image.
-            if "bbox_head" in name or "score_head" in name or "sampling_offsets.weight" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
-    deploy = DeployModel(model.deploy(), PostProcessor(topk=topk)).eval()
-    images, sizes = torch.rand(2, 3, *input_size), torch.tensor([[640, 480], [500, 300]])
-    names = ["images", "orig_target_sizes", "labels", "boxes", "scores"]
-    traced = folder / "traced.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about the shapes baked into the graph
-        torch.onnx.export(
-            deploy,
-            (images, sizes),
-            str(traced),
-            input_names=names[:2],
-            output_names=names[2:],
-            opset_version=17,
-            dynamo=False,
-            dynamic_axes={name: {0: "N"} for name in names},
-        )
-    simplified = onnxslim.slim(onnx.load(str(traced)))
-    metadata = ModelMetadata(
-        preset="tiny",
-        input_size=input_size,
-        class_names=("circle", "square", "triangle"),
-        category_ids=(1, 5, 9),
-        topk=topk,
-        batch=(1, 2, 4),
-    )
-    for key, value in metadata.to_props().items():
-        simplified.metadata_props.add(key=key, value=value)
-    path = folder / "tiny.onnx"
-    onnx.save(simplified, str(path))
-    return {"traced": traced, "onnx": path}
+    path = tiny_deploy_onnx(folder, input_size=input_size, topk=topk, keep_unsimplified=True)
+    return {"traced": folder / "tiny.unsimplified.onnx", "onnx": path}
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import cv2
@@ -14,6 +13,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from helpers import tiny_deploy_onnx  # noqa: E402
 from onnx import TensorProto, numpy_helper  # noqa: E402
 
 from rtdetr_deploy.agreement import compare_detections  # noqa: E402
@@ -35,39 +35,7 @@ INPUT_SIZE = (320, 320)
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny preset (random heads and sampling offsets) with the deploy I/O, dynamic batch and metadata."""
-    from rtdetr_deploy.models import build_model, get_preset
-    from rtdetr_deploy.models.postprocess import DeployModel, PostProcessor
-
-    torch.manual_seed(0)
-    model = build_model(get_preset("tiny").with_eval_size(INPUT_SIZE), num_classes=3, sampling="discrete")
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "bbox_head" in name or "score_head" in name or "sampling_offsets.weight" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
-    deploy = DeployModel(model.deploy(), PostProcessor(topk=100)).eval()
-    names = ["images", "orig_target_sizes", "labels", "boxes", "scores"]
-    path = tmp_path_factory.mktemp("quantize") / "tiny.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about the shapes baked into the graph
-        torch.onnx.export(
-            deploy,
-            (torch.rand(2, 3, *INPUT_SIZE), torch.tensor([[640, 480], [500, 300]])),
-            str(path),
-            input_names=names[:2],
-            output_names=names[2:],
-            opset_version=17,
-            dynamo=False,
-            dynamic_axes={name: {0: "N"} for name in names},
-        )
-    exported = onnx.load(str(path))
-    metadata = ModelMetadata(
-        preset="tiny", input_size=INPUT_SIZE, class_names=("a", "b", "c"), category_ids=(1, 2, 3), topk=100
-    )
-    for key, value in metadata.to_props().items():
-        exported.metadata_props.add(key=key, value=value)
-    onnx.save(exported, str(path))
-    return path
+    return tiny_deploy_onnx(tmp_path_factory.mktemp("quantize"), input_size=INPUT_SIZE, topk=100)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
+from helpers import CLASS_NAMES, tiny_deploy_onnx  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from rtdetr_deploy.errors import EngineBuildError  # noqa: E402
@@ -37,44 +37,7 @@ NO_TENSORRT = "TensorRT is not installed (pip install rtdetr-deploy[trt]; engine
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny preset at 160x160 with the deploy I/O, a dynamic batch and metadata (random weights)."""
-    from rtdetr_deploy.models import build_model, get_preset
-    from rtdetr_deploy.models.postprocess import DeployModel, PostProcessor
-
-    torch.manual_seed(0)
-    model = build_model(get_preset("tiny").with_eval_size(INPUT_SIZE), num_classes=3, sampling="discrete")
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "bbox_head" in name or "score_head" in name or "sampling_offsets.weight" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
-    deploy = DeployModel(model.deploy(), PostProcessor(topk=50)).eval()
-    names = ["images", "orig_target_sizes", "labels", "boxes", "scores"]
-    path = tmp_path_factory.mktemp("tensorrt") / "tiny.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about the shapes baked into the graph
-        torch.onnx.export(
-            deploy,
-            (torch.rand(2, 3, *INPUT_SIZE), torch.tensor([[640, 480], [500, 300]])),
-            str(path),
-            input_names=names[:2],
-            output_names=names[2:],
-            opset_version=17,
-            dynamo=False,
-            dynamic_axes={name: {0: "N"} for name in names},
-        )
-    exported = onnx.load(str(path))
-    metadata = ModelMetadata(
-        preset="tiny",
-        input_size=INPUT_SIZE,
-        class_names=("a", "b", "c"),
-        category_ids=(1, 2, 3),
-        topk=50,
-        batch=(1, 2, 4),
-    )
-    for key, value in metadata.to_props().items():
-        exported.metadata_props.add(key=key, value=value)
-    onnx.save(exported, str(path))
-    return path
+    return tiny_deploy_onnx(tmp_path_factory.mktemp("tensorrt"), input_size=INPUT_SIZE, topk=50)
 
 
 @pytest.mark.parametrize("batch", [(1, 1, 1), (1, 4, 8), (2, 2, 2)])
@@ -149,7 +112,7 @@ def test_sidecar_records_metadata_gpu_batch_and_engine_dtypes(tiny_onnx):
         model, tensorrt_version="10.9.0", gpu_name="NVIDIA H100", compute_capability=(9, 0), batch=(1, 2, 4), io=io
     )
     sidecar = json.loads(json.dumps(sidecar))
-    assert ModelMetadata.from_props(sidecar["metadata"]).class_names == ("a", "b", "c")
+    assert ModelMetadata.from_props(sidecar["metadata"]).class_names == tuple(CLASS_NAMES)
     trt_info = sidecar["tensorrt"]
     assert trt_info["version"] == "10.9.0" and trt_info["gpu_name"] == "NVIDIA H100"
     assert trt_info["compute_capability"] == [9, 0]
