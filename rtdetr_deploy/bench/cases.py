@@ -1,0 +1,301 @@
+"""What one benchmark run measures: MODEL x backends x precisions x samplings, resolved to files and checked.
+
+Everything that can be checked without running a model is checked here, before any timing starts: the backend
+is installed and accepts the file, the precision and sampling exist for it, and every batch fits the model's
+batch range. An ``.onnx`` or ``.engine`` brings its other precisions as the files ``rtdetr-export`` writes beside
+it (``model.int8-cpu.onnx``, ``model.fp16.onnx``, ``model.int8.engine``, ...); a ``.pth`` runs in PyTorch eager
+and is exported on the fly, into a temporary folder, for ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import BackendError
+from ..metadata import ModelMetadata
+from .config import BenchConfig
+
+__all__ = ["Case", "BACKEND_INSTALL", "plan_cases", "export_for_onnxruntime", "sibling_names"]
+
+# Backend -> (module it imports, how to install it).
+BACKEND_INSTALL: dict[str, tuple[str, str]] = {
+    "onnxruntime": ("onnxruntime", "pip install onnxruntime (a core dependency of rtdetr-deploy)"),
+    "torch": ("torch", "pip install 'rtdetr-deploy[torch]'"),
+    "tensorrt": ("tensorrt", "pip install 'rtdetr-deploy[trt]'"),
+}
+SUFFIX_BACKEND = {".onnx": "onnxruntime", ".engine": "tensorrt", ".pth": "torch"}
+PRECISION_SUFFIXES = (".fp16", ".int8-cpu", ".int8")
+TORCH_MAX_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured configuration (timed at every requested batch size).
+
+    Attributes:
+        backend: ``onnxruntime``, ``torch`` or ``tensorrt``.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        sampling: ``discrete`` or ``bilinear``.
+        device: ``cpu`` or ``cuda:N``.
+        source: the model file the user gave.
+        path: the file the backend opens (``None`` until a ``.pth`` has been exported for ONNX Runtime).
+        cuda_graph: torch on CUDA: capture and replay CUDA graphs.
+    """
+
+    backend: str
+    precision: str
+    sampling: str
+    device: str
+    source: Path
+    path: Path | None
+    cuda_graph: bool = False
+
+    @property
+    def label(self) -> str:
+        """``"onnxruntime int8 discrete"``, ``"torch fp16 discrete + CUDA graph"``, ..."""
+        graph = " + CUDA graph" if self.cuda_graph else ""
+        return f"{self.backend} {self.precision} {self.sampling}{graph}"
+
+
+def _check_installed(backend: str) -> None:
+    module, install = BACKEND_INSTALL[backend]
+    if importlib.util.find_spec(module) is None:
+        raise BackendError(f"the {backend} backend needs {module}, which is not installed: {install}")
+
+
+def _check_backend_accepts(backend: str, model: Path, device: str) -> None:
+    suffix = model.suffix.lower()
+    if backend == "tensorrt" and suffix != ".engine":
+        raise ValueError(f"the tensorrt backend runs engines built by rtdetr-export --trt; {model.name} is not one")
+    if backend == "torch" and suffix != ".pth":
+        raise ValueError(f"the torch backend runs checkpoints (.pth); {model.name} is an exported model")
+    if backend == "onnxruntime" and suffix == ".engine":
+        raise ValueError(f"{model.name} is a TensorRT engine: it runs on the tensorrt backend only")
+    if backend == "tensorrt" and not device.startswith("cuda"):
+        raise ValueError("TensorRT runs on CUDA GPUs only: pass --device cuda:N")
+    if backend == "onnxruntime" and device.startswith("cuda"):
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+        if not {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(available):
+            raise BackendError(
+                f"onnxruntime on {device} needs its CUDA build (pip install onnxruntime-gpu); this build has only "
+                f"{', '.join(available)}: pass --device cpu"
+            )
+
+
+def sibling_names(model: Path, precision: str, device: str) -> list[str]:
+    """File names ``rtdetr-export`` gives the ``precision`` variant of ``model``, preferred first."""
+    suffix = model.suffix.lower()
+    stem = model.name[: -len(suffix)]
+    for tag in PRECISION_SUFFIXES:
+        if stem.endswith(tag):
+            stem = stem[: -len(tag)]
+            break
+    if suffix == ".engine":
+        return [f"{stem}.{precision}.engine"]
+    if precision == "fp32":
+        return [f"{stem}.onnx"]
+    if precision == "fp16":
+        return [f"{stem}.fp16.onnx"]
+    # INT8 for ONNX Runtime on the CPU (uint8 activations) first there; the TensorRT-targeted Q/DQ graph on CUDA.
+    cpu_first = [f"{stem}.int8-cpu.onnx", f"{stem}.int8.onnx"]
+    return cpu_first if not device.startswith("cuda") else cpu_first[::-1]
+
+
+def _exported_metadata(path: Path) -> tuple[ModelMetadata, int | None]:
+    """Metadata of an ``.onnx`` or ``.engine`` and its fixed batch (``None`` when the batch is dynamic)."""
+    if path.suffix.lower() == ".engine":
+        from ..runtime.tensorrt_backend import read_sidecar
+
+        sidecar = read_sidecar(path)
+        low, _, high = sidecar.batch
+        return sidecar.metadata, low if low == high else None
+    import onnx
+
+    from ..runtime.onnxruntime_backend import read_onnx_metadata
+
+    metadata = read_onnx_metadata(path)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    images = next((i for i in graph.input if i.name == "images"), None)
+    dims = images.type.tensor_type.shape.dim if images is not None else []
+    fixed = dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+    return metadata, fixed
+
+
+def _check_batches(path: Path, metadata: ModelMetadata, fixed: int | None, batches: tuple[int, ...]) -> None:
+    low, _, high = metadata.batch
+    for batch in batches:
+        if fixed is not None and batch != fixed:
+            raise ValueError(f"batch {batch}: {path.name} has a fixed batch of {fixed}; pass --batch {fixed}")
+        if not low <= batch <= high:
+            raise ValueError(
+                f"batch {batch} is outside {path.name}'s batch range {low}..{high}; re-export it with "
+                f"--dynamic-batch {min(low, batch)},{batch},{max(high, batch)}"
+            )
+
+
+def _exported_cases(config: BenchConfig, backend: str, notes: list[str]) -> list[Case]:
+    """Cases of an ``.onnx`` / ``.engine``: its own sampling, its precision variants found beside it."""
+    model = Path(config.model)
+    metadata, fixed = _exported_metadata(model)
+    for sampling in config.samplings or ():
+        if sampling != metadata.sampling:
+            raise ValueError(
+                f"{model.name} was exported with {metadata.sampling} sampling; measuring {sampling} sampling needs "
+                f"the checkpoint (.pth), which rtdetr-bench exports in each sampling"
+            )
+    if config.imgsz is not None and tuple(config.imgsz) != tuple(metadata.input_size):
+        height, width = metadata.input_size
+        raise ValueError(f"{model.name} is fixed at {height}x{width}; --imgsz applies to .pth checkpoints only")
+    cases = []
+    for precision in config.precisions or (metadata.precision,):
+        if precision == metadata.precision:
+            path = model
+        else:
+            names = sibling_names(model, precision, config.device)
+            found = [model.with_name(name) for name in names if model.with_name(name).is_file()]
+            if not found:
+                how = {"int8": "--int8-cpu --calib DIR", "fp16": "--trt fp16"}.get(precision, "")
+                if model.suffix.lower() == ".engine":
+                    how = f"--trt {precision}"
+                raise ValueError(
+                    f"no {precision} model beside {model.name} (looked for {', '.join(names)}); write one with "
+                    f"rtdetr-export WEIGHTS {how}".rstrip()
+                )
+            path = found[0]
+            metadata_p, fixed_p = _exported_metadata(path)
+            if metadata_p.precision != precision:
+                raise ValueError(f"{path.name} says its precision is {metadata_p.precision}, not {precision}")
+            _check_batches(path, metadata_p, fixed_p, config.batches)
+        if path == model:
+            _check_batches(model, metadata, fixed, config.batches)
+        cases.append(Case(backend, precision, metadata.sampling, config.device, model, path))
+    return cases
+
+
+def _checkpoint_cases(config: BenchConfig, backend: str, notes: list[str]) -> list[Case]:
+    """Cases of a ``.pth``: torch eager (FP32, or FP16 on CUDA) or ONNX Runtime after an export on the fly."""
+    model = Path(config.model)
+    samplings = config.samplings or ("discrete",)
+    if backend == "torch":
+        default = ("fp16",) if config.device.startswith("cuda") else ("fp32",)
+        supported = ("fp32", "fp16") if config.device.startswith("cuda") else ("fp32",)
+    else:
+        default, supported = ("fp32",), ("fp32", "fp16", "int8")
+    precisions = config.precisions or default
+    skipped = [p for p in precisions if p not in supported]
+    if skipped:
+        why = "runs fp32 or fp16 (fp16 on CUDA only)" if backend == "torch" else "cannot run them"
+        notes.append(f"the {backend} backend {why}: not measured in {', '.join(skipped)}")
+    if max(config.batches) > TORCH_MAX_BATCH:
+        raise ValueError(f"batch {max(config.batches)} exceeds the largest supported batch {TORCH_MAX_BATCH}")
+    graph_modes = {"off": (False,), "on": (True,), "both": (False, True)}
+    graphs = graph_modes[config.cuda_graph] if backend == "torch" else (False,)
+    return [
+        Case(backend, precision, sampling, config.device, model, model if backend == "torch" else None, graph)
+        for sampling in samplings
+        for precision in precisions
+        if precision in supported
+        for graph in graphs
+    ]
+
+
+def plan_cases(config: BenchConfig) -> tuple[list[Case], list[str]]:
+    """Every case ``config`` asks for, with notes on combinations a listed backend cannot run.
+
+    Raises:
+        FileNotFoundError: the model, video or calibration folder is missing.
+        ValueError: a backend that does not take this file or device, a precision or sampling not available
+            for it, a batch outside the model's batch range, options that contradict each other.
+        BackendError: a backend that is not installed (the message says how to install it).
+    """
+    config.check_files()
+    if config.video is not None:
+        _check_video(Path(config.video))
+    model = Path(config.model)
+    backends = [SUFFIX_BACKEND[model.suffix.lower()]] if config.backends == ("auto",) else list(config.backends)
+    if config.cuda_graph != "off" and "torch" not in backends:
+        raise ValueError("--cuda-graph applies to the torch backend; add --backend torch")
+    notes: list[str] = []
+    cases: list[Case] = []
+    for backend in backends:
+        _check_installed(backend)
+        _check_backend_accepts(backend, model, config.device)
+        planner = _checkpoint_cases if model.suffix.lower() == ".pth" else _exported_cases
+        cases += planner(config, backend, notes)
+    missing = sorted(set(config.precisions or ()) - {case.precision for case in cases})
+    if missing:
+        hint = ""
+        if "int8" in missing and "onnxruntime" not in backends and model.suffix.lower() == ".pth":
+            hint = "; INT8 runs on onnxruntime: add --backend onnxruntime (the .pth is exported and quantized)"
+        raise ValueError(f"no listed backend runs {', '.join(missing)} on {config.device} ({'; '.join(notes)}){hint}")
+    return cases, notes
+
+
+def _check_video(path: Path) -> None:
+    """Refuse a ``--video`` that is an image or that OpenCV cannot open."""
+    from ..runtime.sources import IMAGE_SUFFIXES, VideoSource
+
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise ValueError(f"--video must be a video file, got the image {path}")
+    VideoSource(str(path), kind="video", label=str(path)).close()
+
+
+def export_for_onnxruntime(
+    cases: list[Case],
+    config: BenchConfig,
+    workdir: Path,
+    *,
+    log: Callable[[str], None] = lambda line: None,
+) -> list[Case]:
+    """Export the ``.pth`` of every ONNX Runtime case that has no file yet (one export per sampling).
+
+    The exports cover the requested batches (dynamic batch ``1..max``) and, for INT8, calibrate ONNX Runtime's
+    static quantization on ``config.calib`` or on generated images.
+    """
+    pending = [case for case in cases if case.path is None]
+    if not pending:
+        return cases
+    from ..export.config import ExportConfig
+    from ..export.pipeline import export
+    from ..export.precision import convert_fp16
+    from ..export.verify import verification_images
+
+    exported: dict[tuple[str, str], Path] = {}
+    calib = config.calib
+    for sampling in dict.fromkeys(case.sampling for case in pending):
+        precisions = {case.precision for case in pending if case.sampling == sampling}
+        if "int8" in precisions and calib is None:
+            import cv2
+
+            calib = workdir / "calibration"
+            calib.mkdir(parents=True, exist_ok=True)
+            for index, image in enumerate(verification_images(None, count=8, seed=1000)):
+                cv2.imwrite(str(calib / f"{index:03d}.png"), image)
+        batches = config.batches
+        export_config = ExportConfig(
+            weights=Path(config.model),
+            out_dir=workdir / sampling,
+            imgsz=config.imgsz,
+            sampling=sampling,
+            batch=(1, batches[0], max(batches)),
+            int8_cpu="int8" in precisions,
+            calib=calib if "int8" in precisions else None,
+        )
+        log(f"exporting {Path(config.model).name} ({sampling} sampling) for onnxruntime into a temporary folder")
+        result = export(export_config, verbose=False)
+        exported[(sampling, "fp32")] = result.onnx
+        if "int8" in precisions:
+            exported[(sampling, "int8")] = result.onnx.with_name(f"{result.onnx.stem}.int8-cpu.onnx")
+        if "fp16" in precisions:
+            exported[(sampling, "fp16")] = convert_fp16(
+                result.onnx, result.onnx.with_name(f"{result.onnx.stem}.fp16.onnx")
+            )
+    return [
+        case if case.path is not None else replace(case, path=exported[(case.sampling, case.precision)])
+        for case in cases
+    ]

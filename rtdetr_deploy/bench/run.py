@@ -1,0 +1,242 @@
+"""``run_benchmark``: every case of a ``BenchConfig`` timed, compared and checked against the goals, as one report.
+
+The report is a JSON-ready dict: the device description, the model and its FLOPs, the machine's matmul rate, one
+record per case and batch (inference alone, and with ``video`` the per-stage split and the threaded pipeline),
+the comparisons, the detection agreement between cases and the goals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..runtime.backend import Backend, open_backend
+from ..runtime.detector import Detector
+from .cases import Case, export_for_onnxruntime, plan_cases
+from .compare import agreement_rows, compare_results, overhead_rows
+from .config import BenchConfig
+from .device import describe_device
+from .flops import FlopCount, count_onnx_flops, count_torch_flops
+from .goals import evaluate_goals
+from .peak import measure_matmul_peak
+from .report import SCHEMA
+from .runner import CpuContention, PeakMemory, cuda_synchronizer, measure_pipeline, measure_stages, time_calls
+from .stats import summarize
+
+__all__ = ["run_benchmark", "synthetic_images"]
+
+AGREEMENT_IMAGES = 4
+# Other processes using more than this share of the CPUs during a measurement earn the report a note.
+BUSY_SHARE = 0.1
+
+
+def synthetic_images(count: int, *, size: tuple[int, int] = (720, 1280), seed: int = 0) -> list[np.ndarray]:
+    """Cluttered BGR test scenes (smooth colour field plus filled rectangles and circles), ``size`` = (H, W)."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    images = []
+    for _ in range(count):
+        image = cv2.resize(rng.integers(0, 256, (9, 16, 3), dtype=np.uint8), (width, height))
+        for _ in range(int(rng.integers(6, 16))):
+            color = tuple(int(c) for c in rng.integers(0, 256, 3))
+            x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+            side = int(rng.integers(20, height // 2))
+            if rng.random() < 0.5:
+                cv2.rectangle(image, (x, y), (x + side, y + side // 2), color, -1)
+            else:
+                cv2.circle(image, (x, y), side // 2, color, -1)
+        images.append(image)
+    return images
+
+
+def _video_images(video: Path, count: int) -> list[np.ndarray]:
+    from ..runtime.sources import open_source
+
+    with open_source(video) as source:
+        images = [frame.image for _, frame in zip(range(count), source, strict=False)]
+    if not images:
+        raise ValueError(f"no frame could be decoded from {video}")
+    return images
+
+
+def _open_case(case: Case, config: BenchConfig, *, count_flops: bool) -> tuple[Backend, FlopCount | None]:
+    """The case's backend, and for torch with ``count_flops`` the model's FLOPs (counted on the module at hand)."""
+    if case.backend != "torch":
+        return open_backend(case.path, backend=case.backend, device=case.device), None  # type: ignore[arg-type]
+    from ..models.checkpoint import load_model
+    from ..runtime.torch_backend import TorchBackend
+
+    model = load_model(case.source, sampling=case.sampling)
+    if config.imgsz is not None:
+        model.set_eval_size(config.imgsz)
+        model.info = dataclasses.replace(model.info, input_size=tuple(config.imgsz))
+    model.deploy()
+    flops = count_torch_flops(model, model.info.input_size) if count_flops else None
+    backend = TorchBackend.from_module(model, device=case.device, precision=case.precision, cuda_graph=case.cuda_graph)
+    return backend, flops
+
+
+def _case_fields(case: Case) -> dict[str, Any]:
+    return {
+        "case": case.label,
+        "backend": case.backend,
+        "precision": case.precision,
+        "sampling": case.sampling,
+        "device": case.device,
+        "cuda_graph": case.cuda_graph,
+    }
+
+
+def _config_dict(config: BenchConfig) -> dict[str, Any]:
+    values = dataclasses.asdict(config)
+    return {key: str(value) if isinstance(value, Path) else value for key, value in values.items()}
+
+
+def run_benchmark(
+    config: BenchConfig, *, log: Callable[[str], None] = lambda line: None, command: str = ""
+) -> dict[str, Any]:
+    """Measure every case of ``config`` and return the report (see the module docstring).
+
+    Raises:
+        FileNotFoundError, ValueError, BackendError: bad input, found before any timing where possible.
+    """
+    cases, notes = plan_cases(config)
+    device = describe_device(config.device)
+    images = _video_images(config.video, max(config.batches)) if config.video else synthetic_images(max(config.batches))
+    agreement_images = synthetic_images(AGREEMENT_IMAGES, seed=1)
+    results: list[dict[str, Any]] = []
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    model_info: dict[str, Any] = {}
+    flops: FlopCount | None = None
+    flops_source = ""
+    with tempfile.TemporaryDirectory(prefix="rtdetr-bench-") as workdir:
+        cases = export_for_onnxruntime(cases, config, Path(workdir), log=log)
+        for case in cases:
+            if flops is None and case.precision == "fp32" and case.path is not None and case.path.suffix == ".onnx":
+                flops, flops_source = count_onnx_flops(case.path), f"ONNX graph ({case.path.name})"
+            backend, torch_flops = _open_case(case, config, count_flops=flops is None)
+            if flops is None and torch_flops is not None:
+                flops, flops_source = torch_flops, "torch.utils.flop_counter"
+            with Detector(backend, conf=0.25) as detector:
+                metadata = detector.metadata
+                model_info = model_info or {
+                    "file": Path(case.source).name,
+                    "preset": metadata.preset,
+                    "input_size": list(metadata.input_size),
+                    "num_classes": metadata.num_classes,
+                    "topk": metadata.topk,
+                }
+                for batch in config.batches:
+                    if batch > detector.max_batch:
+                        raise ValueError(f"batch {batch} exceeds {case.label}'s batch limit {detector.max_batch}")
+                results += [_measure(case, detector, batch, config, images, log) for batch in config.batches]
+                outputs_case = _agreement_outputs(detector, agreement_images)
+                if outputs_case is not None:
+                    outputs[case.label] = outputs_case
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "config": _config_dict(config),
+        "device": device,
+        "model": model_info,
+        "flops": {**dataclasses.asdict(flops), "source": flops_source} if flops else None,
+        "matmul_peak": None,
+        "timing": {
+            "warmup": config.warmup,
+            "iters": config.timed_iters,
+            "seconds": config.seconds,
+            "clock": "time.perf_counter around each call; CUDA synchronised before and after",
+            "ratios_use": "p50 latency",
+        },
+        "results": results,
+    }
+    if config.matmul_peak and config.device == "cpu":
+        log("measuring this machine's FP32 matrix-multiply rate")
+        report["matmul_peak"] = dataclasses.asdict(measure_matmul_peak())
+    report["comparisons"] = compare_results(results)
+    report["overheads"] = overhead_rows(results)
+    case_records = [_case_fields(case) for case in cases]
+    report["agreements"] = agreement_rows(outputs, case_records)
+    report["goals"] = evaluate_goals(report)
+    busy = [r for r in results if (r.get("other_cpu_share") or 0) > BUSY_SHARE]
+    if busy:
+        worst = max(r["other_cpu_share"] for r in busy)
+        notes.append(
+            f"{len(busy)} of {len(results)} measurements ran while other processes used more than {BUSY_SHARE:.0%} of "
+            f"the CPUs (up to {worst:.0%}): those timings are slower than this machine can do"
+        )
+    report["notes"] = notes
+    return report
+
+
+def _measure(
+    case: Case,
+    detector: Detector,
+    batch: int,
+    config: BenchConfig,
+    images: list[np.ndarray],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Time one case at one batch size: inference alone, then (with a video) the stage split and the pipeline."""
+    chosen = [images[i % len(images)] for i in range(batch)]
+    prepared = detector.preprocess(chosen)
+    sync = cuda_synchronizer(case.device)
+    torch_device = case.device if case.backend == "torch" and case.device.startswith("cuda") else None
+    backend = detector.backend
+    with CpuContention() as contention, PeakMemory(torch_device=torch_device) as memory:
+        latencies = time_calls(
+            lambda: backend.infer(prepared.feed),
+            warmup=config.warmup,
+            iters=config.timed_iters,
+            seconds=config.seconds,
+            synchronize=sync,
+        )
+    stats = summarize(latencies, batch=batch)
+    assert memory.result is not None
+    record: dict[str, Any] = {
+        **_case_fields(case),
+        "batch": batch,
+        "file": case.path.name if case.path else None,
+        "backend_description": backend.description,
+        "latency": stats.as_dict(),
+        "memory": dataclasses.asdict(memory.result),
+        "other_cpu_share": contention.other_share,
+        "stages": None,
+        "pipeline": None,
+    }
+    busy = f", other processes used {contention.other_share:.0%} of the CPUs" if contention.other_share else ""
+    log(
+        f"{case.label}, batch {batch}: p50 {stats.p50_ms:.1f} ms, {stats.images_per_s:.1f} images/s "
+        f"({stats.runs} runs{busy})"
+    )
+    if config.video is not None:
+        with CpuContention() as contention:
+            split = measure_stages(detector, config.video, batch=batch, frames=config.frames, synchronize=sync)
+            pipeline = measure_pipeline(detector, config.video, batch=batch, frames=config.frames)
+        record["stages"] = {**split.as_dict(), "other_cpu_share": contention.other_share}
+        record["pipeline"] = pipeline.as_dict()
+        log(
+            f"{case.label}, batch {batch}, video: {split.sequential_fps:.2f} FPS stage by stage, "
+            f"{pipeline.fps:.2f} FPS pipelined ({split.frames} + {pipeline.frames} frames)"
+        )
+    return record
+
+
+def _agreement_outputs(detector: Detector, images: list[np.ndarray]) -> dict[str, np.ndarray] | None:
+    """``labels``/``boxes``/``scores`` of each image run alone (first row of a padded fixed batch)."""
+    if {"labels", "boxes", "scores"} - {spec.name for spec in detector.backend.output_specs}:
+        return None
+    per_image = []
+    for image in images:
+        prepared = detector.preprocess([image])
+        out = detector.infer(prepared)
+        per_image.append({name: out[name][:1] for name in ("labels", "boxes", "scores")})
+    return {name: np.concatenate([o[name] for o in per_image]) for name in ("labels", "boxes", "scores")}
