@@ -55,3 +55,18 @@ def tiny_deploy_onnx(
     )
     path, _ = export_onnx(model.eval(), folder / "tiny.onnx", metadata=metadata, keep_unsimplified=keep_unsimplified)
     return path
+
+
+def video_facts(path) -> tuple[int, float, tuple[int, int]]:  # noqa: ANN001 - a pathlib.Path or str
+    """Frames actually decodable, frame rate and (width, height) of a video file, read with OpenCV."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), f"{path} is not playable"
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count, fps, size

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import video_facts
 
 from rtdetr_deploy.infer import main
 
@@ -38,18 +39,6 @@ def _write_video(path: Path, *, frames: int, size: tuple[int, int], fps: float, 
     return path
 
 
-def _video_facts(path: Path) -> tuple[int, float, tuple[int, int]]:
-    capture = cv2.VideoCapture(str(path))
-    assert capture.isOpened(), f"{path} is not playable"
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count, fps, size
-
-
 def _check_coco(path: Path, *, image_ids: set[int], category_ids: set[int]) -> list[dict]:
     results = json.loads(path.read_text())
     assert isinstance(results, list) and results
@@ -67,7 +56,7 @@ def test_video_end_to_end(tiny_onnx: Path, tmp_path: Path, capsys: pytest.Captur
     rc = main([str(clip), "--model", str(tiny_onnx), "--save", str(out), "--json", str(results), "--conf", "0.3"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    assert _video_facts(out / "clip.mp4") == (20, 15.0, (160, 96))
+    assert video_facts(out / "clip.mp4") == (20, 15.0, (160, 96))
     entries = _check_coco(results, image_ids=set(range(20)), category_ids={1, 5, 9})
     assert {e["image_id"] for e in entries} == set(range(20))
     assert min(e["score"] for e in entries) >= 0.3
@@ -114,7 +103,7 @@ def test_video_that_stops_decoding_keeps_its_frames(
     assert main([str(clip), "--model", str(tiny_onnx), "--save", str(out), "--json", str(results)]) == 0
     err = capsys.readouterr().err
     assert "warning:" in err and "decoding stopped at frame" in err
-    frames, fps, size = _video_facts(out / "clip.mp4")
+    frames, fps, size = video_facts(out / "clip.mp4")
     assert 0 < frames < 30 and fps == 10.0 and size == (96, 64)
     assert max(e["image_id"] for e in json.loads(results.read_text())) == frames - 1
 
@@ -137,7 +126,7 @@ def test_http_stream_on_loopback(tiny_onnx: Path, tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
-    assert _video_facts(tmp_path / "out" / "live.mp4") == (8, 8.0, (96, 64))
+    assert video_facts(tmp_path / "out" / "live.mp4") == (8, 8.0, (96, 64))
 
 
 def _bad_inputs(tmp_path: Path, tiny_onnx: Path) -> dict[str, tuple[list[str], str]]:
@@ -237,7 +226,7 @@ def test_ctrl_c_leaves_a_playable_video_and_the_json_so_far(tiny_onnx: Path, tmp
         proc.kill()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted after" in stdout
-    frames, fps, size = _video_facts(out / "long.mp4")
+    frames, fps, size = video_facts(out / "long.mp4")
     assert 0 < frames < 400 and fps == 25.0 and size == (128, 96)
     ids = {e["image_id"] for e in json.loads(results.read_text())}
     assert ids and max(ids) < frames

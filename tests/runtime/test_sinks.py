@@ -8,22 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import video_facts
 
 from rtdetr_deploy.runtime.detections import Detections
 from rtdetr_deploy.runtime.drawing import draw_detections
 from rtdetr_deploy.runtime.sinks import CocoResultsWriter, ImageWriter, VideoWriter
-
-
-def _read_video(path: Path) -> tuple[int, float, tuple[int, int]]:
-    capture = cv2.VideoCapture(str(path))
-    assert capture.isOpened(), f"{path} is not playable"
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count, fps, size
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".avi"])
@@ -35,7 +24,7 @@ def test_video_is_published_only_on_close(tmp_path: Path, suffix: str) -> None:
     writer.write(np.zeros((10, 10, 3), np.uint8))  # another size is resized, never dropped
     assert not path.exists()
     writer.close()
-    assert _read_video(path) == (6, 7.0, (80, 48))
+    assert video_facts(path) == (6, 7.0, (80, 48))
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
