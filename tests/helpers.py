@@ -70,3 +70,29 @@ def video_facts(path) -> tuple[int, float, tuple[int, int]]:  # noqa: ANN001 - a
         count += 1
     capture.release()
     return count, fps, size
+
+
+_BLOCK_TORCH = """
+import importlib.abc, importlib.util, sys
+
+class BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith(("torch.", "torchvision")):
+            raise ImportError(f"{name} is blocked: this code path must not need torch")
+        return None
+
+sys.meta_path.insert(0, BlockTorch())
+real_find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: None if name == "torch" else real_find_spec(name, *a)
+"""
+
+
+def run_without_torch(code: str):  # noqa: ANN201 - a subprocess.CompletedProcess
+    """Run ``code`` (dedented) in a fresh interpreter where importing torch or torchvision fails."""
+    import subprocess
+    import sys
+    import textwrap
+
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCK_TORCH + textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )

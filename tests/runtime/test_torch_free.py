@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-BLOCK_TORCH = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class BlockTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith(("torch.", "torchvision")):
-                raise ImportError(f"{name} is blocked: the runtime must not need it")
-            return None
-
-    sys.meta_path.insert(0, BlockTorch())
-    """
-)
-
-
-def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", BLOCK_TORCH + textwrap.dedent(code)], capture_output=True, text=True, timeout=120
-    )
+from helpers import run_without_torch
 
 
 def test_runtime_and_cli_import_without_torch() -> None:
-    proc = _run(
+    proc = run_without_torch(
         """
         import pkgutil, rtdetr_deploy.runtime as runtime, rtdetr_deploy.infer
         for module in pkgutil.iter_modules(runtime.__path__):
@@ -43,7 +22,7 @@ def test_runtime_and_cli_import_without_torch() -> None:
 
 
 def test_onnx_inference_and_cli_without_torch(tiny_onnx: Path, real_image_paths: list[Path], tmp_path: Path) -> None:
-    proc = _run(
+    proc = run_without_torch(
         f"""
         import cv2
         from rtdetr_deploy.runtime import Detector
@@ -66,7 +45,7 @@ def test_onnx_inference_and_cli_without_torch(tiny_onnx: Path, real_image_paths:
 def test_torch_backend_without_torch_is_one_clear_error(tmp_path: Path, real_image_paths: list[Path]) -> None:
     weights = tmp_path / "weights.pth"
     weights.write_bytes(b"x")
-    proc = _run(
+    proc = run_without_torch(
         f"""
         from rtdetr_deploy.infer import main
         raise SystemExit(main([{str(real_image_paths[0])!r}, "--model", {str(weights)!r}]))
