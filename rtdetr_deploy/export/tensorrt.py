@@ -27,6 +27,7 @@ from onnx import TensorProto
 
 from ..atomic import atomic_path
 from ..errors import EngineBuildError
+from ..runtime.tensorrt_backend import MIN_TENSORRT_MAJOR
 
 __all__ = [
     "MIN_TENSORRT_MAJOR",
@@ -41,7 +42,6 @@ __all__ = [
     "sidecar_path",
 ]
 
-MIN_TENSORRT_MAJOR = 10
 _LOG = logging.getLogger(__name__)
 
 
