@@ -27,14 +27,15 @@ from typing import Any
 
 import cv2
 import numpy as np
+from goals import evaluate_goals
 
+from rtdetr_deploy.bench.benchmark import run_benchmark
 from rtdetr_deploy.bench.compare import compare_results, overhead_rows
 from rtdetr_deploy.bench.config import BenchConfig
 from rtdetr_deploy.bench.device import describe_device
-from rtdetr_deploy.bench.goals import evaluate_goals
 from rtdetr_deploy.bench.report import device_line, other_cpu, write_json, write_markdown, write_plot
-from rtdetr_deploy.bench.run import run_benchmark
-from rtdetr_deploy.bench.runner import CpuContention
+from rtdetr_deploy.bench.timing import CpuContention
+from rtdetr_deploy.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -387,10 +388,6 @@ def _model_only_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
-
-
 def build_table() -> str:
     cpu_ort = _load(RESULTS / "cpu_onnxruntime.json")
     cpu_torch = _load(RESULTS / "cpu_torch.json")
@@ -414,7 +411,7 @@ def build_table() -> str:
         "*other CPU* is the share of the machine's CPUs that other processes used while a row was measured "
         "(the 2-core machine is shared): rows measured beside other work are slower than the machine can do.",
         "",
-        *_table(header, rows),
+        *markdown_table(header, rows),
     ]
     # Goals and the key ratios, from the reports merged (the ONNX Runtime vs PyTorch pair spans two CPU runs).
     merged: dict[str, Any] = {"results": [], "agreements": []}
@@ -443,7 +440,7 @@ def build_table() -> str:
             "",
             "Goals (measured by the runs above):",
             "",
-            *_table(["goal", "case", "measured", "status"], goal_rows),
+            *markdown_table(["goal", "case", "measured", "status"], goal_rows),
         ]
     keep = ("discrete vs bilinear sampling", "ONNX Runtime vs PyTorch eager", "INT8 vs FP32", "FP16 vs FP32")
     keep += ("CUDA graph vs eager", "batch scaling")
@@ -454,7 +451,7 @@ def build_table() -> str:
     ]
     if ratio_rows:
         lines += ["", "Side by side (p50; ratio > 1: the candidate is faster):", ""]
-        lines += _table(["comparison", "fixed", "ratio", "reading"], ratio_rows)
+        lines += markdown_table(["comparison", "fixed", "ratio", "reading"], ratio_rows)
     tuning = _load(RESULTS / "cpu_tuning.json")
     if tuning:
         machine = _machine(tuning["device"])
@@ -468,7 +465,7 @@ def build_table() -> str:
             )
             for setting, values in tuning[key].items()
         ]
-        lines += _table(["what", "setting", "p50 ms", "runs", "other CPU"], tuning_rows)
+        lines += markdown_table(["what", "setting", "p50 ms", "runs", "other CPU"], tuning_rows)
     machines = [r for r in (cpu_ort, cpu_torch, *gpu_runtime, *gpu_model_only) if r]
     lines += ["", "Machines:", ""]
     for report in machines:

@@ -89,11 +89,11 @@ def deployed_ap(checkpoint: Path, out: Path) -> dict[str, object]:
     try:
         import cv2
 
+        from rtdetr_deploy.coco import coco_box_map
         from rtdetr_deploy.data import ensure_synthetic
         from rtdetr_deploy.export.config import ExportConfig
         from rtdetr_deploy.export.pipeline import export
         from rtdetr_deploy.runtime import Detector
-        from rtdetr_deploy.train.coco_eval import coco_box_map
 
         start = time.perf_counter()
         result = export(ExportConfig(weights=checkpoint, out_dir=out, sampling="discrete"), verbose=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RtdetrDeployError", "CheckpointError", "ExportError", "EngineBuildError", "BackendError"]
+__all__ = ["RtdetrDeployError", "CheckpointError", "ExportError", "EngineBuildError", "BackendError", "ModelFileError"]
 
 
 class RtdetrDeployError(Exception):
@@ -23,3 +23,8 @@ class EngineBuildError(RtdetrDeployError):
 
 class BackendError(RtdetrDeployError):
     """An inference backend is missing, or refuses the model or the device."""
+
+
+class ModelFileError(BackendError, ValueError):
+    """A model file that is not what it should be: not ONNX, not an RT-DETR detector, without our metadata, or
+    with a broken engine sidecar (bad input, unlike a backend that is missing or fails)."""

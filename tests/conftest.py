@@ -1,4 +1,4 @@
-"""Shared fixtures: a small trained-looking checkpoint of the tiny preset and its exported ONNX."""
+"""Shared fixtures: a small checkpoint of the tiny preset, its exported ONNX, and a tiny synthetic COCO set."""
 
 from __future__ import annotations
 
@@ -48,3 +48,13 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
     out_dir = tmp_path_factory.mktemp("tiny_onnx")
     result = export(ExportConfig(weights=tiny_checkpoint, out_dir=out_dir, batch=(1, 2, 4), topk=100), verbose=False)
     return result.onnx
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 train and 4 val synthetic images of 64 px (5 classes with ids 3, 7, 12, 18, 25), no video."""
+    from rtdetr_deploy.data import SyntheticConfig, generate_synthetic
+
+    root = tmp_path_factory.mktemp("tiny_data")
+    generate_synthetic(root, SyntheticConfig(seed=1, num_train=8, num_val=4, image_size=64, video_frames=0))
+    return root

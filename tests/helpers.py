@@ -32,9 +32,10 @@ def tiny_deploy_onnx(
     scores and sampling locations depend on the image. With ``keep_unsimplified`` the traced graph is also
     kept as ``tiny.unsimplified.onnx``.
     """
+    import onnx
     import torch
 
-    from rtdetr_deploy.export.onnx_export import export_onnx
+    from rtdetr_deploy.export.onnx_export import export_probe, strip_probe
     from rtdetr_deploy.metadata import ModelMetadata
     from rtdetr_deploy.models import build_model, get_preset
 
@@ -53,8 +54,32 @@ def tiny_deploy_onnx(
         topk=topk,
         batch=batch,
     )
-    path, _ = export_onnx(model.eval(), folder / "tiny.onnx", metadata=metadata, keep_unsimplified=keep_unsimplified)
+    unsimplified = folder / "tiny.unsimplified.onnx" if keep_unsimplified else None
+    probe = export_probe(model.eval(), folder / "tiny.probe.onnx", metadata=metadata, keep_unsimplified=unsimplified)
+    path = folder / "tiny.onnx"
+    onnx.save(strip_probe(onnx.load(str(probe.path))), str(path))
+    probe.path.unlink()
     return path
+
+
+def bench_record(backend="onnxruntime", precision="fp32", sampling="discrete", batch=1, p50=100.0, **extra) -> dict:
+    """One result record of ``rtdetr-bench`` as its JSON holds it, for the comparison and goal tables."""
+    graph = extra.pop("cuda_graph", False)
+    device = extra.pop("device", "cpu")
+    label = f"{backend} {precision} {sampling}" + (" + CUDA graph" if graph else "")
+    return {
+        "case": label,
+        "backend": backend,
+        "precision": precision,
+        "sampling": sampling,
+        "device": device,
+        "cuda_graph": graph,
+        "batch": batch,
+        "latency": {"p50_ms": p50, "mean_ms": p50, "images_per_s": batch * 1e3 / p50},
+        "stages": None,
+        "pipeline": None,
+        **extra,
+    }
 
 
 def video_facts(path) -> tuple[int, float, tuple[int, int]]:  # noqa: ANN001 - a pathlib.Path or str

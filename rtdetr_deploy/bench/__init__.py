@@ -8,13 +8,13 @@ to run it in ONNX Runtime).
 
 from __future__ import annotations
 
+from .benchmark import run_benchmark
 from .cases import Case, plan_cases
 from .config import BenchConfig
 from .device import describe_device
 from .flops import FlopCount, count_onnx_flops
 from .peak import MatmulPeak, measure_matmul_peak
 from .report import markdown_report, write_json, write_markdown, write_plot
-from .run import run_benchmark
 from .stats import LatencyStats, summarize
 
 __all__ = [

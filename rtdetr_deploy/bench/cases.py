@@ -2,9 +2,10 @@
 
 Everything that can be checked without running a model is checked here, before any timing starts: the backend
 is installed and accepts the file, the precision and sampling exist for it, and every batch fits the model's
-batch range. An ``.onnx`` or ``.engine`` brings its other precisions as the files ``rtdetr-export`` writes beside
-it (``model.int8-cpu.onnx``, ``model.fp16.onnx``, ``model.int8.engine``, ...); a ``.pth`` runs in PyTorch eager
-and is exported on the fly, into a temporary folder, for ONNX Runtime.
+batch range. An ``.onnx``, ``.engine`` or OpenVINO ``.xml`` brings its other precisions as the files
+``rtdetr-export`` writes beside it (``model.int8-cpu.onnx``, ``model.fp16.onnx``, ``model.int8.engine``,
+``model.openvino-bf16.xml``, ...); a ``.pth`` runs in PyTorch eager and is exported on the fly, into a temporary
+folder, for ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -14,20 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..artifacts import backend_for, is_checkpoint, onnx_path, variant_candidates
 from ..errors import BackendError
 from ..metadata import ModelMetadata
 from .config import BenchConfig
 
-__all__ = ["Case", "BACKEND_INSTALL", "plan_cases", "export_for_onnxruntime", "sibling_names"]
+__all__ = ["Case", "BACKEND_INSTALL", "plan_cases", "export_for_onnxruntime"]
 
 # Backend -> (module it imports, how to install it).
 BACKEND_INSTALL: dict[str, tuple[str, str]] = {
     "onnxruntime": ("onnxruntime", "pip install onnxruntime (a core dependency of rtdetr-deploy)"),
     "torch": ("torch", "pip install 'rtdetr-deploy[torch]'"),
     "tensorrt": ("tensorrt", "pip install 'rtdetr-deploy[trt]'"),
+    "openvino": ("openvino", "pip install 'rtdetr-deploy[openvino]'"),
 }
-SUFFIX_BACKEND = {".onnx": "onnxruntime", ".engine": "tensorrt", ".pth": "torch"}
-PRECISION_SUFFIXES = (".fp16", ".int8-cpu", ".int8")
 TORCH_MAX_BATCH = 256
 
 
@@ -36,8 +37,8 @@ class Case:
     """One measured configuration (timed at every requested batch size).
 
     Attributes:
-        backend: ``onnxruntime``, ``torch`` or ``tensorrt``.
-        precision: ``fp32``, ``fp16`` or ``int8``.
+        backend: ``onnxruntime``, ``torch``, ``tensorrt`` or ``openvino``.
+        precision: ``fp32``, ``fp16``, ``int8`` or ``bf16`` (OpenVINO).
         sampling: ``discrete`` or ``bilinear``.
         device: ``cpu`` or ``cuda:N``.
         source: the model file the user gave.
@@ -70,10 +71,20 @@ def _check_backend_accepts(backend: str, model: Path, device: str) -> None:
     suffix = model.suffix.lower()
     if backend == "tensorrt" and suffix != ".engine":
         raise ValueError(f"the tensorrt backend runs engines built by rtdetr-export --trt; {model.name} is not one")
-    if backend == "torch" and suffix != ".pth":
-        raise ValueError(f"the torch backend runs checkpoints (.pth); {model.name} is an exported model")
+    if backend == "torch" and not is_checkpoint(model):
+        raise ValueError(
+            f"the torch backend runs checkpoints (.pth, .safetensors, model folders); {model.name} is an exported model"
+        )
     if backend == "onnxruntime" and suffix == ".engine":
         raise ValueError(f"{model.name} is a TensorRT engine: it runs on the tensorrt backend only")
+    if (backend == "openvino") != (suffix == ".xml"):
+        raise ValueError(
+            f"{model.name} is an OpenVINO IR: it runs on the openvino backend only"
+            if suffix == ".xml"
+            else f"the openvino backend runs IRs (.xml) written by rtdetr-export --openvino; {model.name} is not one"
+        )
+    if backend == "openvino" and device.startswith("cuda"):
+        raise ValueError("the openvino backend runs on the CPU (OpenVINO has no CUDA device): pass --device cpu")
     if backend == "tensorrt" and not device.startswith("cuda"):
         raise ValueError("TensorRT runs on CUDA GPUs only: pass --device cuda:N")
     if backend == "onnxruntime" and device.startswith("cuda"):
@@ -87,29 +98,16 @@ def _check_backend_accepts(backend: str, model: Path, device: str) -> None:
             )
 
 
-def sibling_names(model: Path, precision: str, device: str) -> list[str]:
-    """File names ``rtdetr-export`` gives the ``precision`` variant of ``model``, preferred first."""
-    suffix = model.suffix.lower()
-    stem = model.name[: -len(suffix)]
-    for tag in PRECISION_SUFFIXES:
-        if stem.endswith(tag):
-            stem = stem[: -len(tag)]
-            break
-    if suffix == ".engine":
-        return [f"{stem}.{precision}.engine"]
-    if precision == "fp32":
-        return [f"{stem}.onnx"]
-    if precision == "fp16":
-        return [f"{stem}.fp16.onnx"]
-    # INT8 for ONNX Runtime on the CPU (uint8 activations) first there; the TensorRT-targeted Q/DQ graph on CUDA.
-    cpu_first = [f"{stem}.int8-cpu.onnx", f"{stem}.int8.onnx"]
-    return cpu_first if not device.startswith("cuda") else cpu_first[::-1]
-
-
 def _exported_metadata(path: Path) -> tuple[ModelMetadata, int | None]:
-    """Metadata of an ``.onnx`` or ``.engine`` and its fixed batch (``None`` when the batch is dynamic)."""
+    """Metadata of an ``.onnx``, ``.engine`` or ``.xml`` and its fixed batch (``None`` when the batch is dynamic)."""
+    if path.suffix.lower() == ".xml":
+        from ..runtime.openvino_backend import read_openvino_metadata
+
+        metadata = read_openvino_metadata(path)
+        low, _, high = metadata.batch
+        return metadata, low if low == high else None
     if path.suffix.lower() == ".engine":
-        from ..runtime.tensorrt_backend import read_sidecar
+        from ..engine_format import read_sidecar
 
         sidecar = read_sidecar(path)
         low, _, high = sidecar.batch
@@ -139,7 +137,7 @@ def _check_batches(path: Path, metadata: ModelMetadata, fixed: int | None, batch
 
 
 def _exported_cases(config: BenchConfig, backend: str, notes: list[str]) -> list[Case]:
-    """Cases of an ``.onnx`` / ``.engine``: its own sampling, its precision variants found beside it."""
+    """Cases of an ``.onnx`` / ``.engine`` / ``.xml``: its own sampling, its precision variants found beside it."""
     model = Path(config.model)
     metadata, fixed = _exported_metadata(model)
     for sampling in config.samplings or ():
@@ -156,12 +154,15 @@ def _exported_cases(config: BenchConfig, backend: str, notes: list[str]) -> list
         if precision == metadata.precision:
             path = model
         else:
-            names = sibling_names(model, precision, config.device)
-            found = [model.with_name(name) for name in names if model.with_name(name).is_file()]
+            candidates = variant_candidates(model, precision, device=config.device)
+            names = [path.name for path in candidates]
+            found = [path for path in candidates if path.is_file()]
             if not found:
                 how = {"int8": "--int8-cpu --calib DIR", "fp16": "--trt fp16"}.get(precision, "")
                 if model.suffix.lower() == ".engine":
                     how = f"--trt {precision}"
+                if model.suffix.lower() == ".xml":
+                    how = f"--openvino {precision}" + (" --calib DIR" if precision == "int8" else "")
                 raise ValueError(
                     f"no {precision} model beside {model.name} (looked for {', '.join(names)}); write one with "
                     f"rtdetr-export WEIGHTS {how}".rstrip()
@@ -217,7 +218,7 @@ def plan_cases(config: BenchConfig) -> tuple[list[Case], list[str]]:
     if config.video is not None:
         _check_video(Path(config.video))
     model = Path(config.model)
-    backends = [SUFFIX_BACKEND[model.suffix.lower()]] if config.backends == ("auto",) else list(config.backends)
+    backends = [backend_for(model)] if config.backends == ("auto",) else list(config.backends)
     if config.cuda_graph != "off" and "torch" not in backends:
         raise ValueError("--cuda-graph applies to the torch backend; add --backend torch")
     notes: list[str] = []
@@ -225,13 +226,13 @@ def plan_cases(config: BenchConfig) -> tuple[list[Case], list[str]]:
     for backend in backends:
         _check_installed(backend)
         _check_backend_accepts(backend, model, config.device)
-        planner = _checkpoint_cases if model.suffix.lower() == ".pth" else _exported_cases
+        planner = _checkpoint_cases if is_checkpoint(model) else _exported_cases
         cases += planner(config, backend, notes)
     missing = sorted(set(config.precisions or ()) - {case.precision for case in cases})
     if missing:
         hint = ""
-        if "int8" in missing and "onnxruntime" not in backends and model.suffix.lower() == ".pth":
-            hint = "; INT8 runs on onnxruntime: add --backend onnxruntime (the .pth is exported and quantized)"
+        if "int8" in missing and "onnxruntime" not in backends and is_checkpoint(model):
+            hint = "; INT8 runs on onnxruntime: add --backend onnxruntime (the checkpoint is exported and quantized)"
         raise ValueError(f"no listed backend runs {', '.join(missing)} on {config.device} ({'; '.join(notes)}){hint}")
     return cases, notes
 
@@ -252,50 +253,50 @@ def export_for_onnxruntime(
     *,
     log: Callable[[str], None] = lambda line: None,
 ) -> list[Case]:
-    """Export the ``.pth`` of every ONNX Runtime case that has no file yet (one export per sampling).
+    """Export the ``.pth`` of every ONNX Runtime case that has no file yet, through the export pipeline (one export
+    per sampling, covering the requested batches with a dynamic batch ``1..max``).
 
-    The exports cover the requested batches (dynamic batch ``1..max``) and, for INT8, calibrate ONNX Runtime's
-    static quantization on ``config.calib`` or on generated images.
+    INT8 is calibrated on ``config.calib``, or on generated scenes (fine for timing, not for accuracy).
     """
     pending = [case for case in cases if case.path is None]
     if not pending:
         return cases
     from ..export.config import ExportConfig
     from ..export.pipeline import export
-    from ..export.precision import convert_fp16
-    from ..export.verify import verification_images
 
     exported: dict[tuple[str, str], Path] = {}
-    calib = config.calib
     for sampling in dict.fromkeys(case.sampling for case in pending):
         precisions = {case.precision for case in pending if case.sampling == sampling}
+        calib = config.calib
         if "int8" in precisions and calib is None:
-            import cv2
-
-            calib = workdir / "calibration"
-            calib.mkdir(parents=True, exist_ok=True)
-            for index, image in enumerate(verification_images(None, count=8, seed=1000)):
-                cv2.imwrite(str(calib / f"{index:03d}.png"), image)
-        batches = config.batches
+            calib = _write_scenes(workdir / "calibration", count=8)
         export_config = ExportConfig(
             weights=Path(config.model),
             out_dir=workdir / sampling,
             imgsz=config.imgsz,
             sampling=sampling,
-            batch=(1, batches[0], max(batches)),
+            batch=(1, config.batches[0], max(config.batches)),
+            fp16="fp16" in precisions,
             int8_cpu="int8" in precisions,
             calib=calib if "int8" in precisions else None,
         )
         log(f"exporting {Path(config.model).name} ({sampling} sampling) for onnxruntime into a temporary folder")
         result = export(export_config, verbose=False)
-        exported[(sampling, "fp32")] = result.onnx
-        if "int8" in precisions:
-            exported[(sampling, "int8")] = result.onnx.with_name(f"{result.onnx.stem}.int8-cpu.onnx")
-        if "fp16" in precisions:
-            exported[(sampling, "fp16")] = convert_fp16(
-                result.onnx, result.onnx.with_name(f"{result.onnx.stem}.fp16.onnx")
-            )
+        folder, stem = result.onnx.parent, result.onnx.stem
+        for precision in precisions:
+            exported[(sampling, precision)] = onnx_path(folder, stem, "int8-cpu" if precision == "int8" else precision)
     return [
         case if case.path is not None else replace(case, path=exported[(case.sampling, case.precision)])
         for case in cases
     ]
+
+
+def _write_scenes(folder: Path, *, count: int) -> Path:
+    import cv2
+
+    from ..data.scenes import cluttered_scenes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(cluttered_scenes(count, seed=1000)):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), image)
+    return folder

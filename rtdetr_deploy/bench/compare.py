@@ -124,7 +124,8 @@ def overhead_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         ``runtime end-to-end vs bare inference``: (preprocess + inference + postprocess) per frame through
             ``Detector`` / the bare backend's mean inference time per image.
         ``video pipeline vs inference``: end-to-end FPS of the threaded pipeline / the backend's images/s at
-            median latency (``batch / p50``), the rate inference alone would allow.
+            median latency (``batch / p50``), the rate inference alone would allow; with ``stage_rates`` the
+            reading also names the stage that bounds the pipeline (the slowest stage alone).
     """
     rows = []
     for record in results:
@@ -153,7 +154,7 @@ def overhead_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "ms/frame",
                 ratio,
             )
-            row["reading"] = f"the runtime adds {ratio - 1:+.1%} to the bare inference time"
+            row["reading"] = _runtime_reading(record, runtime, bare)
             rows.append(row)
         pipeline = record.get("pipeline")
         if pipeline:
@@ -170,8 +171,25 @@ def overhead_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 ratio,
             )
             row["reading"] = f"the video pipeline reaches {ratio:.1%} of the rate inference alone allows"
+            rates = record.get("stage_rates")
+            if rates:
+                stage = rates["bound_by"]
+                row["reading"] += f"; bound by {stage} ({rates['fps'][stage]:.1f} frames/s alone)"
             rows.append(row)
     return rows
+
+
+def _runtime_reading(record: Mapping[str, Any], runtime_ms: float, bare_ms: float) -> str:
+    """What the runtime adds per frame, or "within noise" when the difference lies inside the spread of the two
+    measurements (their standard deviations per frame): a cost under the noise, or a negative one, is no cost."""
+    batch = record["batch"]
+    spread = record["latency"].get("std_ms", 0.0) / batch
+    stage = (record.get("stages") or {}).get("stages", {}).get("inference")
+    if stage:
+        spread = max(spread, stage.get("std_ms", 0.0) / batch)
+    if runtime_ms - bare_ms <= spread:
+        return f"the runtime's cost is within noise ({runtime_ms - bare_ms:+.2f} ms per frame, spread {spread:.2f} ms)"
+    return f"the runtime adds {runtime_ms / bare_ms - 1:.1%} to the bare inference time"
 
 
 def agreement_rows(

@@ -6,7 +6,8 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..runtime.config import parse_device
+from ..artifacts import MODEL_SUFFIXES, is_model_folder
+from ..runtime.config import BACKEND_CHOICES, parse_device
 
 __all__ = [
     "BenchConfig",
@@ -20,12 +21,14 @@ __all__ = [
     "parse_list",
 ]
 
-BENCH_BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
-BENCH_PRECISIONS = ("fp32", "fp16", "int8")
+BENCH_BACKENDS = BACKEND_CHOICES
+BENCH_PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 SAMPLINGS = ("discrete", "bilinear")
 CUDA_GRAPH_CHOICES = ("off", "on", "both")
-MODEL_SUFFIXES = (".onnx", ".engine", ".pth")
 DEFAULT_ITERS = 50
+# What the bench plans: exported models and .pth checkpoints, and transformers model folders where a .pth goes.
+_BENCH_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors")
+_OPENVINO_SUFFIX = ".xml"
 
 
 def _choose(kind: str, value: str, choices: tuple[str, ...]) -> str:
@@ -59,11 +62,13 @@ class BenchConfig:
     """Options of one benchmark run (the CLI maps its flags onto this and nothing else).
 
     Attributes:
-        model: ``.onnx``, ``.engine`` or ``.pth`` file.
+        model: ``.onnx``, ``.engine``, OpenVINO ``.xml`` or ``.pth`` file, or a transformers model folder (as a
+            ``.pth``).
         backends: runtimes to measure; ``"auto"`` picks the one the suffix names (a ``.pth`` can also run on
             ``onnxruntime``: it is exported on the fly into a temporary folder).
-        precisions: ``fp32``/``fp16``/``int8``; ``None`` measures the model's own (torch: FP16 on CUDA, FP32 on
-            CPU). Other precisions of an ``.onnx``/``.engine`` are the files ``rtdetr-export`` writes beside it.
+        precisions: ``fp32``/``fp16``/``int8``/``bf16`` (OpenVINO IRs); ``None`` measures the model's own (torch:
+            FP16 on CUDA, FP32 on CPU). Other precisions of an ``.onnx``/``.engine``/``.xml`` are the files
+            ``rtdetr-export`` writes beside it.
         samplings: ``discrete``/``bilinear``; ``None`` measures the model's own (``.pth``: discrete). Only a
             ``.pth`` can be measured in both, since an exported graph has its sampling built in.
         device: ``"cpu"`` or ``"cuda:N"``.
@@ -133,8 +138,11 @@ class BenchConfig:
         if self.cuda_graph != "off" and not self.device.startswith("cuda"):
             raise ValueError("--cuda-graph needs a CUDA device: pass --device cuda:N")
         suffix = Path(self.model).suffix.lower()
-        if suffix not in MODEL_SUFFIXES:
-            raise ValueError(f"cannot benchmark {Path(self.model).name!r}: expected a {', '.join(MODEL_SUFFIXES)} file")
+        if suffix not in (*_BENCH_SUFFIXES, _OPENVINO_SUFFIX) and not is_model_folder(self.model):
+            raise ValueError(
+                f"cannot benchmark {Path(self.model).name!r}: expected a {', '.join(_BENCH_SUFFIXES)} file, an "
+                f"OpenVINO IR ({_OPENVINO_SUFFIX}) or a transformers model folder (with config.json)"
+            )
 
     @property
     def timed_iters(self) -> int | None:
@@ -145,7 +153,7 @@ class BenchConfig:
 
     def check_files(self) -> None:
         """Raise ``FileNotFoundError`` for a missing model, video or calibration folder."""
-        if not Path(self.model).is_file():
+        if not Path(self.model).is_file() and not is_model_folder(self.model):
             raise FileNotFoundError(f"model not found: {self.model}")
         if self.video is not None and not Path(self.video).is_file():
             raise FileNotFoundError(f"video not found: {self.video}")

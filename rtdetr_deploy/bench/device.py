@@ -26,6 +26,7 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "torch": ("torch",),
     "torchvision": ("torchvision",),
     "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
+    "openvino": ("openvino",),
     "cuda-python": ("cuda-python",),
 }
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")

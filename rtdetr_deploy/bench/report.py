@@ -1,4 +1,7 @@
-"""A benchmark report as JSON (everything, with the device description), markdown tables and a PNG plot."""
+"""A benchmark report as JSON (everything, with the device description), markdown tables and a PNG plot.
+
+With a video, the tables also give each stage's own throughput and name the stage that bounds the pipeline.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
+from ..tables import markdown_table
+from .throughput import bound_line
 
 __all__ = ["SCHEMA", "device_line", "markdown_report", "other_cpu", "write_json", "write_markdown", "write_plot"]
 
@@ -43,12 +48,6 @@ def other_cpu(share: float | None) -> str:
     return "-" if share is None else f"{share:.0%}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
 def _gflops(report: Mapping[str, Any], record: Mapping[str, Any]) -> str:
     flops = (report.get("flops") or {}).get("gflops")
     if not flops or record["precision"] != "fp32":
@@ -56,13 +55,11 @@ def _gflops(report: Mapping[str, Any], record: Mapping[str, Any]) -> str:
     return f"{flops * record['batch'] * 1e3 / record['latency']['p50_ms']:.0f}"
 
 
-def markdown_report(report: Mapping[str, Any]) -> str:
-    """The report's tables in markdown: inference alone, per-stage split, comparisons, agreement, goals."""
-    model = report.get("model", {})
-    timing = report.get("timing", {})
+def _header(report: Mapping[str, Any]) -> list[str]:
+    model, timing = report.get("model", {}), report.get("timing", {})
     size = "x".join(str(v) for v in model.get("input_size", []))
     how = f"{timing.get('iters')} timed runs" if timing.get("iters") else f"{timing.get('seconds')} s per case"
-    lines = [
+    return [
         f"**{model.get('preset', '?')} at {size}**, {report.get('config', {}).get('device', '?')}: "
         f"{device_line(report.get('device', {}))}",
         "",
@@ -70,62 +67,94 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         "ms per batch; other CPU: share of the CPUs that other processes used meanwhile):",
         "",
     ]
+
+
+def _inference_table(report: Mapping[str, Any]) -> list[str]:
     rows = []
     for r in report.get("results", []):
         lat, mem = r["latency"], r.get("memory") or {}
-        gpu = f"{mem['gpu_mib']:.0f}" if mem.get("gpu_mib") is not None else "-"
         rows.append(
             [
                 r["case"],
                 str(r["batch"]),
-                f"{lat['p50_ms']:.1f}",
-                f"{lat['p90_ms']:.1f}",
-                f"{lat['p99_ms']:.1f}",
+                *(f"{lat[key]:.1f}" for key in ("p50_ms", "p90_ms", "p99_ms")),
                 f"{lat['mean_ms']:.1f} ± {lat['std_ms']:.1f}",
                 f"{lat['images_per_s']:.1f}",
                 _gflops(report, r),
                 str(lat["runs"]),
                 f"{mem['host_rss_mib']:.0f}" if mem.get("host_rss_mib") else "-",
-                gpu,
+                f"{mem['gpu_mib']:.0f}" if mem.get("gpu_mib") is not None else "-",
                 other_cpu(r.get("other_cpu_share")),
             ]
         )
     header = ["case", "batch", "p50", "p90", "p99", "mean ± std", "images/s", "GFLOP/s", "runs", "peak RSS MiB"]
-    lines += _table([*header, "GPU MiB", "other CPU"], rows)
+    return markdown_table([*header, "GPU MiB", "other CPU"], rows)
+
+
+def _stage_split_table(report: Mapping[str, Any]) -> list[str]:
     staged = [r for r in report.get("results", []) if r.get("stages")]
-    if staged:
-        lines += [
-            "",
-            "On decoded video frames (ms per frame; sequential = stages back to back, pipeline = threaded):",
-            "",
-        ]
-        rows = []
-        for r in staged:
-            per_frame = r["stages"]["per_frame_ms"]
-            pipeline = r.get("pipeline") or {}
-            rows.append(
-                [
-                    r["case"],
-                    str(r["batch"]),
-                    *(f"{per_frame[s]:.2f}" for s in STAGES),
-                    f"{r['stages']['sequential_fps']:.2f}",
-                    f"{pipeline['fps']:.2f}" if pipeline else "-",
-                    str(r["stages"]["frames"]),
-                ]
-            )
-        header = ["case", "batch", *STAGES, "sequential FPS", "pipeline FPS", "frames"]
-        lines += _table(header, rows)
+    if not staged:
+        return []
+    rows = []
+    for r in staged:
+        per_frame, pipeline = r["stages"]["per_frame_ms"], r.get("pipeline") or {}
+        rows.append(
+            [
+                r["case"],
+                str(r["batch"]),
+                *(f"{per_frame[s]:.2f}" for s in STAGES),
+                f"{r['stages']['sequential_fps']:.2f}",
+                f"{pipeline['fps']:.2f}" if pipeline else "-",
+                str(r["stages"]["frames"]),
+            ]
+        )
+    intro = "On decoded video frames (ms per frame; sequential = stages back to back, pipeline = threaded):"
+    return [
+        "",
+        intro,
+        "",
+        *markdown_table(["case", "batch", *STAGES, "sequential FPS", "pipeline FPS", "frames"], rows),
+    ]
+
+
+def _stage_rates_table(report: Mapping[str, Any]) -> list[str]:
+    """Each stage's own throughput beside the pipeline's, and one line per record naming the bounding stage."""
+    rated = [r for r in report.get("results", []) if r.get("stage_rates") and r.get("pipeline")]
+    if not rated:
+        return []
+    rows, readings = [], []
+    for r in rated:
+        rates, fps = r["stage_rates"], r["pipeline"]["fps"]
+        threads = rates["decode_threads"] or "auto"
+        rows.append(
+            [
+                r["case"],
+                str(r["batch"]),
+                f"{rates['decoder']}, {threads} threads",
+                str(rates["preprocess_workers"]),
+                *(f"{rates['fps'][s]:.1f}" for s in STAGES),
+                f"{fps:.1f}",
+                rates["bound_by"],
+            ]
+        )
+        readings.append(f"- {r['case']}, batch {r['batch']}: {bound_line(rates, fps)}")
+    header = ["case", "batch", "decoder", "workers", *(f"{s} alone" for s in STAGES), "pipeline FPS", "bound by"]
+    intro = "Each stage alone, in frames/s (the threaded pipeline cannot beat its slowest stage):"
+    return ["", intro, "", *markdown_table(header, rows), "", *readings]
+
+
+def _comparison_tables(report: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
     comparisons = [*report.get("comparisons", []), *report.get("overheads", [])]
     if comparisons:
-        lines += ["", "Comparisons (ratio > 1: the candidate is faster, except the overhead share):", ""]
         rows = [
             [c["comparison"], c["fixed"], c["baseline"], c["candidate"], f"{c['ratio']:.3f}", c["reading"]]
             for c in comparisons
         ]
-        lines += _table(["comparison", "fixed", "baseline", "candidate", "ratio", "reading"], rows)
+        lines += ["", "Comparisons (ratio > 1: the candidate is faster, except the overhead share):", ""]
+        lines += markdown_table(["comparison", "fixed", "baseline", "candidate", "ratio", "reading"], rows)
     agreements = report.get("agreements", [])
     if agreements:
-        lines += ["", "Detection agreement (reference's top-100 found again: same label, IoU >= 0.9):", ""]
         rows = [
             [
                 a["comparison"],
@@ -138,15 +167,17 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             ]
             for a in agreements
         ]
-        lines += _table(
-            ["comparison", "reference", "candidate", "matched", "worst image", "max Δscore", "images"], rows
-        )
-    goals = report.get("goals", [])
-    if goals:
-        lines += ["", "Goals:", ""]
-        met = {True: "met", False: "**not met**", None: "reported"}
-        rows = [[g["target"], g["case"], g["display"], met[g["met"]]] for g in goals]
-        lines += _table(["goal", "case", "measured", "status"], rows)
+        header = ["comparison", "reference", "candidate", "matched", "worst image", "max Δscore", "images"]
+        lines += ["", "Detection agreement (reference's top-100 found again: same label, IoU >= 0.9):", ""]
+        lines += markdown_table(header, rows)
+    return lines
+
+
+def markdown_report(report: Mapping[str, Any]) -> str:
+    """The report's tables in markdown: inference alone, per-stage split, each stage's own throughput and the
+    bounding stage, comparisons, agreement, notes."""
+    lines = _header(report) + _inference_table(report) + _stage_split_table(report) + _stage_rates_table(report)
+    lines += _comparison_tables(report)
     notes = report.get("notes", [])
     if notes:
         lines += ["", *(f"- {note}" for note in notes)]

@@ -1,6 +1,18 @@
 """The embedded default data: a synthetic COCO-format detection set and video (numpy and OpenCV only)."""
 
+from .pretrained import PRETRAINED_TINY, pretrained_tiny
+from .scenes import cluttered_scenes
 from .shapes import CATEGORIES
 from .synthetic import SyntheticConfig, SyntheticPaths, default_root, ensure_synthetic, generate_synthetic
 
-__all__ = ["CATEGORIES", "SyntheticConfig", "SyntheticPaths", "default_root", "ensure_synthetic", "generate_synthetic"]
+__all__ = [
+    "CATEGORIES",
+    "PRETRAINED_TINY",
+    "pretrained_tiny",
+    "cluttered_scenes",
+    "SyntheticConfig",
+    "SyntheticPaths",
+    "default_root",
+    "ensure_synthetic",
+    "generate_synthetic",
+]

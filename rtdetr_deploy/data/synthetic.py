@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from ..atomic import atomic_path
-from ..runtime.cache import cache_dir
+from ..cache import cache_dir
 from .shapes import CATEGORIES, background, draw_clutter, object_fill, polygon_mask, shape_polygon
 
 __all__ = ["SyntheticConfig", "SyntheticPaths", "default_root", "ensure_synthetic", "generate_synthetic"]
@@ -100,7 +100,7 @@ class SyntheticPaths:
 
 
 def default_root(config: SyntheticConfig) -> Path:
-    """Cache folder for ``config``, inside the package's cache folder (see ``runtime.cache.cache_dir``)."""
+    """Cache folder for ``config``, inside the package's cache folder (see ``cache.cache_dir``)."""
     c = config
     name = f"v{VERSION}-seed{c.seed}-{c.num_train}x{c.num_val}-{c.image_size}px-{c.video_frames}f-{c.max_objects}o"
     return cache_dir() / "synthetic" / name

@@ -1,17 +1,19 @@
-"""The torch-free, NMS-free inference runtime: ``Detector`` on ONNX Runtime, TensorRT or PyTorch.
+"""The torch-free, NMS-free inference runtime: ``Detector`` on ONNX Runtime, TensorRT, OpenVINO or PyTorch.
 
 Importing this package needs only numpy, OpenCV and the package's own metadata; each backend imports its runtime
-(onnxruntime, tensorrt + cuda-python, torch) when a model is opened.
+(onnxruntime, tensorrt + cuda-python, openvino, torch) when a model is opened.
 """
 
 from __future__ import annotations
 
-from .backend import BACKENDS, Backend, open_backend
+from .backend import Backend
+from .backends import BACKENDS, open_backend
 from .config import RuntimeConfig
 from .detections import Detections
 from .detector import Detector
 from .drawing import draw_detections
 from .onnxruntime_backend import OrtBackend
+from .openvino_backend import OpenVinoBackend
 from .pipeline import PipelineResult, run_pipeline
 from .sinks import CocoResultsWriter, ImageWriter, VideoWriter
 from .sources import Frame, open_source
@@ -27,6 +29,7 @@ __all__ = [
     "Detector",
     "Frame",
     "ImageWriter",
+    "OpenVinoBackend",
     "OrtBackend",
     "PipelineResult",
     "RuntimeConfig",

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..artifacts import BACKEND_OF_SUFFIX
+
 __all__ = ["RuntimeConfig", "BACKEND_CHOICES", "parse_device", "check_conf"]
 
-BACKEND_CHOICES = ("auto", "onnxruntime", "tensorrt", "torch")
+BACKEND_CHOICES = ("auto", *dict.fromkeys(BACKEND_OF_SUFFIX.values()))
 _DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 

@@ -6,14 +6,15 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError
+from ..cache import cache_dir
+from ..errors import BackendError, ModelFileError
 from ..metadata import ModelMetadata
-from .cache import cache_dir
+from .backend import BackendBase
 from .config import parse_device
 from .tensors import TensorSpec, dtype_from_onnx
 
@@ -49,9 +50,9 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, OSError, ValueError, RuntimeError) as exc:
-        raise BackendError(f"{path}: not a valid ONNX model ({_first_line(exc)})") from None
+        raise ModelFileError(f"{path}: not a valid ONNX model ({_first_line(exc)})") from None
     if not model.graph.node:
-        raise BackendError(f"{path}: not a valid ONNX model (the file holds no graph)")
+        raise ModelFileError(f"{path}: not a valid ONNX model (the file holds no graph)")
     props = {p.key: p.value for p in model.metadata_props}
     try:
         return ModelMetadata.from_props(props)
@@ -97,11 +98,13 @@ def _providers(kind: str, index: int, available: list[str], metadata: ModelMetad
     return providers
 
 
-class OrtBackend:
+class OrtBackend(BackendBase):
     """Runs an exported ONNX model with ONNX Runtime.
 
     Build it with ``OrtBackend.from_path``. ``infer`` takes and returns numpy arrays keyed by tensor name.
     """
+
+    name = "onnxruntime"
 
     def __init__(self, session: Any, *, metadata: ModelMetadata, path: Path, device: str) -> None:
         self._session = session
@@ -170,14 +173,6 @@ class OrtBackend:
     def close(self) -> None:
         """Release the session."""
         self._session = None
-
-    def __enter__(self) -> OrtBackend:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _dims(shape: list[Any]) -> tuple[int | None, ...]:

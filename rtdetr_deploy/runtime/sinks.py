@@ -69,13 +69,13 @@ class VideoWriter:
     Args:
         path: output video; its suffix picks the container.
         fps: frames per second of the source.
-        size: ``(width, height)`` of the source; frames of another size are resized to it.
+        size_wh: ``(width, height)`` of the source; frames of another size are resized to it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fps: float, size: tuple[int, int]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, fps: float, size_wh: tuple[int, int]) -> None:
         self.path = Path(path)
         self.fps = float(fps)
-        self.size = (int(size[0]), int(size[1]))
+        self.size_wh = (int(size_wh[0]), int(size_wh[1]))
         self.frames = 0
         suffix = self.path.suffix.lower()
         if suffix not in _FOURCC:
@@ -85,7 +85,7 @@ class VideoWriter:
         # OpenCV picks the container from the file name, so encode into a sibling that keeps the real suffix.
         self._encoding = tmp.with_name(tmp.name + suffix)
         fourcc = cv2.VideoWriter.fourcc(*_FOURCC[suffix])
-        self._writer: cv2.VideoWriter | None = cv2.VideoWriter(str(self._encoding), fourcc, self.fps, self.size)
+        self._writer: cv2.VideoWriter | None = cv2.VideoWriter(str(self._encoding), fourcc, self.fps, self.size_wh)
         if not self._writer.isOpened():
             self.abort()
             raise OSError(f"OpenCV cannot encode {suffix} video ({_FOURCC[suffix]}) to {self.path}")
@@ -95,8 +95,8 @@ class VideoWriter:
         """Append one BGR uint8 frame."""
         if self._writer is None:
             raise OSError(f"{self.path}: the video writer is closed")
-        if (image.shape[1], image.shape[0]) != self.size:
-            image = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
+        if (image.shape[1], image.shape[0]) != self.size_wh:
+            image = cv2.resize(image, self.size_wh, interpolation=cv2.INTER_LINEAR)
         self._writer.write(image)
         self.frames += 1
 

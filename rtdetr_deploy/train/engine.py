@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader
 from torchvision.ops import box_convert
 from tqdm import tqdm
 
+from ..coco import coco_box_map
 from ..models.postprocess import postprocess
-from .coco_eval import coco_box_map
 from .criterion import MAIN_TERMS, SetCriterion
 from .distributed import Distributed, all_gather, broadcast
 from .ema import ModelEMA
@@ -68,44 +68,27 @@ def train_one_epoch(
     model.train()
     criterion.train()
     device = dist_info.device
-    amp = scaler.is_enabled()
     sums = dict.fromkeys(("loss", *MAIN_TERMS), 0.0)
     steps, stopped = 0, False
-    bar = tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True, unit="batch")
+    bar = tqdm(loader, desc=desc, disable=None if progress else True, leave=False, dynamic_ncols=True, unit="batch")
     for batch_index, (images, targets) in enumerate(bar, start=first_batch + 1):
         step = scheduler.last_epoch
         images = images.to(device, non_blocking=True)
         targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
         if sizes:
             images = resize_batch(images, random.Random(seed * 100_003 + step).choice(sizes))
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-            outputs = model(images, targets)
-        with torch.autocast(device_type=device.type, enabled=False):
-            terms = criterion(outputs, targets)
-        loss = sum(terms.values())
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(
-                f"loss is {loss_value} at step {step}: training diverged; lower --lr or check the annotations"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if clip_max_norm > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_max_norm)
-        scaler.step(optimizer)
-        scaler.update()
+        terms = _optimizer_step(
+            model, criterion, images, targets, optimizer, scaler=scaler, clip_max_norm=clip_max_norm, step=step
+        )
         with warnings.catch_warnings():
             # The loss scaler skips steps whose gradients overflowed; the schedule still counts every batch.
             warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`", UserWarning)
             scheduler.step()
         ema.update(model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model)
-
         steps += 1
-        sums["loss"] += loss_value
-        for name in MAIN_TERMS:
-            sums[name] += terms[name].item()
-        postfix = {"loss": f"{loss_value:.3f}", "lr": f"{optimizer.param_groups[0]['lr']:.2e}"}
+        for name, value in terms.items():
+            sums[name] += value
+        postfix = {"loss": f"{terms['loss']:.3f}", "lr": f"{optimizer.param_groups[0]['lr']:.2e}"}
         if deadline is not None:
             left = int(max(deadline - time.monotonic(), 0))
             postfix["budget left"] = f"{left // 60}:{left % 60:02d}"
@@ -121,6 +104,43 @@ def train_one_epoch(
         totals = sum(all_gather(totals, dist_info.world))
     means = {name: (totals[i + 1] / max(totals[0], 1)).item() for i, name in enumerate(sums)}
     return means, stopped
+
+
+def _optimizer_step(
+    model: nn.Module,
+    criterion: SetCriterion,
+    images: torch.Tensor,
+    targets: list[dict[str, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    *,
+    scaler: torch.amp.GradScaler,
+    clip_max_norm: float,
+    step: int,
+) -> dict[str, float]:
+    """Forward, loss, backward and one optimizer step; returns ``loss`` and the final layer's main terms.
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite.
+    """
+    device_type = images.device.type
+    with torch.autocast(device_type=device_type, dtype=torch.float16, enabled=scaler.is_enabled()):
+        outputs = model(images, targets)
+    with torch.autocast(device_type=device_type, enabled=False):
+        terms = criterion(outputs, targets)
+    loss = sum(terms.values())
+    loss_value = loss.item()
+    if not math.isfinite(loss_value):
+        raise FloatingPointError(
+            f"loss is {loss_value} at step {step}: training diverged; lower --lr or check the annotations"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_max_norm > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_max_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    return {"loss": loss_value, **{name: terms[name].item() for name in MAIN_TERMS}}
 
 
 def _any_process(flag: bool, dist_info: Distributed) -> bool:
@@ -164,7 +184,7 @@ def evaluate(
     model.eval()
     device = dist_info.device
     results: list[dict] = []
-    for images, targets in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+    for images, targets in tqdm(loader, desc=desc, disable=None if progress else True, leave=False, dynamic_ncols=True):
         outputs = model(images.to(device))
         orig_sizes_wh = torch.stack([t["orig_size"] for t in targets]).to(device)
         labels, boxes_xyxy, scores = postprocess(

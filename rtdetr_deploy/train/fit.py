@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from ..coco import CocoSet, find_coco_split, load_coco
 from ..data.synthetic import SyntheticConfig, ensure_synthetic
 from ..models import build_model, get_preset
 from .checkpoint import (
@@ -22,7 +23,6 @@ from .checkpoint import (
     rng_state,
     save_training_checkpoint,
 )
-from .coco import CocoSet, find_coco_split, load_coco
 from .config import TrainConfig
 from .criterion import SetCriterion
 from .dataset import CocoDetection, collate
@@ -61,7 +61,7 @@ def fit(
         log: where progress lines go (rank 0 only).
 
     Raises:
-        FileNotFoundError, ValueError (``CheckpointError`` included) and OSError for bad input, before anything
+        FileNotFoundError, FileExistsError and ValueError (``CheckpointError`` included) for bad input, before anything
         is written; ``FloatingPointError`` if the loss diverges.
 
     On CPU the process's torch thread count is set for the run (``cfg.threads``) and restored afterwards.
@@ -71,6 +71,158 @@ def fit(
         return _train(cfg, on_step, log)
     finally:
         torch.set_num_threads(threads)
+
+
+@dataclass
+class _Parts:
+    """What one run trains and steps: the model (and its DDP wrapper), EMA, optimizer, schedule, scaler, loss."""
+
+    model: torch.nn.Module
+    ddp_model: torch.nn.Module
+    ema: ModelEMA
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    criterion: SetCriterion
+
+    def state(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in ("model", "ema", "optimizer", "scheduler", "scaler")}
+
+
+def _build_parts(cfg: TrainConfig, dist_info: Distributed, num_classes: int, say: Callable[[str], None]) -> _Parts:
+    torch.manual_seed(cfg.seed)
+    preset = get_preset(cfg.preset).with_eval_size(cfg.input_size)
+    model = build_model(preset, num_classes=num_classes, sampling=cfg.sampling)
+    if cfg.init is not None:
+        say(load_init_weights(model, cfg.init))
+    if preset.freeze_norm:
+        freeze_stem(model)
+    if cfg.sampling == "discrete":
+        say(f"discrete sampling: {freeze_sampling_offsets(model)} sampling-offset tensors frozen (dsp recipe)")
+    device = dist_info.device
+    if dist_info.world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    optimizer = build_optimizer(model, lr=cfg.lr, backbone_lr=cfg.resolved_backbone_lr, weight_decay=cfg.weight_decay)
+    ddp_model = model
+    if dist_info.world > 1:
+        device_ids = [device.index] if device.type == "cuda" else None
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+    return _Parts(
+        model=model,
+        ddp_model=ddp_model,
+        ema=ModelEMA(model, decay=cfg.ema_decay, warmups=cfg.ema_warmups),
+        optimizer=optimizer,
+        scheduler=build_warmup(optimizer, warmup_steps=cfg.warmup_steps),
+        scaler=torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda"),
+        criterion=SetCriterion(HungarianMatcher(), num_classes=num_classes),
+    )
+
+
+def _restore(cfg: TrainConfig, parts: _Parts, train_set: CocoSet, rank: int, say: Callable[[str], None]) -> RunState:
+    """A fresh run's state, or the resumed one's (every generator seeded per process either way)."""
+    torch.manual_seed(cfg.seed + rank)
+    if cfg.resume is None:
+        return RunState()
+    state = read_training_checkpoint(
+        cfg.resume, cfg=cfg, class_names=train_set.class_names, category_ids=train_set.category_ids
+    )
+    run = restore_training(state, **parts.state(), rank=rank)
+    if run.epoch >= cfg.epochs:
+        raise ValueError(f"{cfg.resume} has already trained {run.epoch} of {cfg.epochs} epochs; raise --epochs")
+    say(f"resuming {cfg.resume}: epoch {run.epoch + 1}, batch {run.batch}, step {parts.scheduler.last_epoch}")
+    return run
+
+
+class _EpochLoop:
+    """The epoch loop of one run: train, evaluate the EMA weights, log, keep ``last.pth`` and ``best.pth``."""
+
+    def __init__(
+        self, cfg: TrainConfig, dist_info: Distributed, parts: _Parts, run: RunState, sets: tuple, **hooks
+    ) -> None:
+        self.cfg, self.dist, self.parts, self.run = cfg, dist_info, parts, run
+        self.train_set, self.val_set = sets
+        self.on_step, self.say = hooks["on_step"], hooks["say"]
+        self.train_data = CocoDetection(self.train_set, size=cfg.input_size, train=True, seed=cfg.seed)
+        self.train_loader = _loader(self.train_data, cfg, dist_info, shuffle=True)
+        val_data = CocoDetection(self.val_set, size=cfg.input_size, train=False)
+        self.val_loader = _loader(val_data, cfg, dist_info, shuffle=False)
+        if self.train_loader.sampler.batches_per_epoch == 0:
+            raise ValueError(f"{len(self.train_data)} training images make no full batch of {cfg.batch}; lower --batch")
+        self.last, self.best = cfg.out / "last.pth", cfg.out / "best.pth"
+        self.epoch_seconds: list[float] = []
+
+    def save(self, path: Path) -> None:
+        rng_states = all_gather(rng_state(), self.dist.world)
+        if self.dist.is_main:
+            classes = {"class_names": self.train_set.class_names, "category_ids": self.train_set.category_ids}
+            save_training_checkpoint(
+                path, **self.parts.state(), **classes, run=self.run, cfg=self.cfg, rng_states=rng_states
+            )
+
+    def _after_step(self, batch: int) -> None:
+        self.run.batch = batch
+        if self.cfg.checkpoint_steps and self.parts.scheduler.last_epoch % self.cfg.checkpoint_steps == 0:
+            self.save(self.last)
+        if self.on_step is not None:
+            self.on_step(self.run.epoch, batch)
+
+    def epoch(self, deadline: float | None, started: float) -> bool:
+        """Train one epoch (or until ``deadline``), evaluate, save; returns whether the budget stopped it."""
+        cfg, run, parts = self.cfg, self.run, self.parts
+        strong = broadcast(_strong_epoch(cfg, run.epoch, deadline, self.epoch_seconds), self.dist.world)
+        self.train_data.set_epoch(run.epoch, strong=strong)
+        self.train_loader.sampler.set_epoch(run.epoch, start_batch=run.batch)
+        epoch_start, first_batch = time.monotonic(), run.batch
+        losses, stopped = train_one_epoch(
+            parts.ddp_model,
+            parts.criterion,
+            self.train_loader,
+            parts.optimizer,
+            scheduler=parts.scheduler,
+            ema=parts.ema,
+            scaler=parts.scaler,
+            dist_info=self.dist,
+            sizes=(cfg.multiscale_sizes() if cfg.multiscale else ()) if strong else (),
+            seed=cfg.seed,
+            first_batch=first_batch,
+            clip_max_norm=cfg.clip_max_norm,
+            deadline=deadline,
+            on_step=self._after_step,
+            desc=f"epoch {run.epoch + 1}/{cfg.epochs}",
+            progress=cfg.progress and self.dist.is_main,
+        )
+        finished = run.batch >= self.train_loader.sampler.batches_per_epoch
+        if finished and first_batch == 0:
+            self.epoch_seconds.append(time.monotonic() - epoch_start)
+        metrics, _ = evaluate(
+            parts.ema.module,
+            self.val_loader,
+            self.val_set.coco,
+            category_ids=self.val_set.category_ids,
+            dist_info=self.dist,
+            topk=cfg.eval_topk,
+            progress=cfg.progress and self.dist.is_main,
+        )
+        self._record(losses, metrics, strong=strong, finished=finished, minutes=(time.monotonic() - started) / 60)
+        return stopped
+
+    def _record(self, losses: dict, metrics: dict, *, strong: bool, finished: bool, minutes: float) -> None:
+        cfg, run, parts = self.cfg, self.run, self.parts
+        record = {"epoch": run.epoch + 1, "step": parts.scheduler.last_epoch, "minutes": minutes, **losses, **metrics}
+        record.update(lr=parts.optimizer.param_groups[0]["lr"], strong_aug=strong, partial=not finished)
+        run.history.append(record)
+        if finished:
+            run.epoch, run.batch = run.epoch + 1, 0
+        improved = metrics["AP"] > run.best_ap
+        run.best_ap = max(run.best_ap, metrics["AP"])
+        self.save(self.last)
+        if improved:
+            self.save(self.best)
+        if self.dist.is_main:
+            self.say(format_row(record))
+            write_history(run.history, cfg.out)
+            plot_history(run.history, cfg.out / "training.png", title=f"rtdetr-train {cfg.preset} on {cfg.data}")
 
 
 def _train(cfg: TrainConfig, on_step: Callable[[int, int], None] | None, log: Callable[[str], None]) -> FitResult:
@@ -83,120 +235,19 @@ def _train(cfg: TrainConfig, on_step: Callable[[int, int], None] | None, log: Ca
         _prepare_out(cfg)
     if cfg.batch % dist_info.world:
         raise ValueError(f"--batch {cfg.batch} does not divide among {dist_info.world} processes")
-    device = dist_info.device
-    if device.type == "cpu" and (cfg.threads or "OMP_NUM_THREADS" not in os.environ):
+    if dist_info.device.type == "cpu" and (cfg.threads or "OMP_NUM_THREADS" not in os.environ):
         torch.set_num_threads(cfg.threads or _free_cores(cfg.workers, dist_info.world))
-
-    torch.manual_seed(cfg.seed)
-    preset = get_preset(cfg.preset).with_eval_size(cfg.input_size)
-    model = build_model(preset, num_classes=train_set.num_classes, sampling=cfg.sampling)
-    if cfg.init is not None:
-        say(load_init_weights(model, cfg.init))
-    if preset.freeze_norm:
-        freeze_stem(model)
-    if cfg.sampling == "discrete":
-        say(f"discrete sampling: {freeze_sampling_offsets(model)} sampling-offset tensors frozen (dsp recipe)")
-    if dist_info.world > 1 and device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device)
-    criterion = SetCriterion(HungarianMatcher(), num_classes=train_set.num_classes)
-    optimizer = build_optimizer(model, lr=cfg.lr, backbone_lr=cfg.resolved_backbone_lr, weight_decay=cfg.weight_decay)
-    scheduler = build_warmup(optimizer, warmup_steps=cfg.warmup_steps)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
-    ema = ModelEMA(model, decay=cfg.ema_decay, warmups=cfg.ema_warmups)
-    parts = {"model": model, "ema": ema, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    run = RunState()
-    torch.manual_seed(cfg.seed + dist_info.rank)
-    if cfg.resume is not None:
-        state = read_training_checkpoint(
-            cfg.resume, cfg=cfg, class_names=train_set.class_names, category_ids=train_set.category_ids
-        )
-        run = restore_training(state, **parts, rank=dist_info.rank)
-        if run.epoch >= cfg.epochs:
-            raise ValueError(f"{cfg.resume} has already trained {run.epoch} of {cfg.epochs} epochs; raise --epochs")
-        say(f"resuming {cfg.resume}: epoch {run.epoch + 1}, batch {run.batch}, step {scheduler.last_epoch}")
-    ddp_model = model
-    if dist_info.world > 1:
-        device_ids = [device.index] if device.type == "cuda" else None
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
-
-    train_data = CocoDetection(train_set, size=cfg.input_size, train=True, seed=cfg.seed)
-    train_loader = _loader(train_data, cfg, dist_info, shuffle=True)
-    val_loader = _loader(CocoDetection(val_set, size=cfg.input_size, train=False), cfg, dist_info, shuffle=False)
-    if train_loader.sampler.batches_per_epoch == 0:
-        raise ValueError(f"{len(train_data)} training images make no full batch of {cfg.batch}; lower --batch")
-    sizes = cfg.multiscale_sizes() if cfg.multiscale else ()
-    last, best = cfg.out / "last.pth", cfg.out / "best.pth"
-
-    def save(path: Path) -> None:
-        rng_states = all_gather(rng_state(), dist_info.world)
-        if dist_info.is_main:
-            classes = {"class_names": train_set.class_names, "category_ids": train_set.category_ids}
-            save_training_checkpoint(path, **parts, **classes, run=run, cfg=cfg, rng_states=rng_states)
-
-    def after_step(batch: int) -> None:
-        run.batch = batch
-        if cfg.checkpoint_steps and scheduler.last_epoch % cfg.checkpoint_steps == 0:
-            save(last)
-        if on_step is not None:
-            on_step(run.epoch, batch)
-
-    say(_describe(cfg, train_set, val_set, dist_info, model))
+    parts = _build_parts(cfg, dist_info, train_set.num_classes, say)
+    run = _restore(cfg, parts, train_set, dist_info.rank, say)
+    loop = _EpochLoop(cfg, dist_info, parts, run, (train_set, val_set), on_step=on_step, say=say)
+    say(_describe(cfg, train_set, val_set, dist_info, parts.model))
     say(format_header())
-    epoch_seconds: list[float] = []
     stopped = False
     while run.epoch < cfg.epochs and not stopped:
-        strong = broadcast(_strong_epoch(cfg, run.epoch, deadline, epoch_seconds), dist_info.world)
-        train_data.set_epoch(run.epoch, strong=strong)
-        train_loader.sampler.set_epoch(run.epoch, start_batch=run.batch)
-        epoch_start, first_batch = time.monotonic(), run.batch
-        losses, stopped = train_one_epoch(
-            ddp_model,
-            criterion,
-            train_loader,
-            optimizer,
-            scheduler=scheduler,
-            ema=ema,
-            scaler=scaler,
-            dist_info=dist_info,
-            sizes=sizes if strong else (),
-            seed=cfg.seed,
-            first_batch=first_batch,
-            clip_max_norm=cfg.clip_max_norm,
-            deadline=deadline,
-            on_step=after_step,
-            desc=f"epoch {run.epoch + 1}/{cfg.epochs}",
-            progress=cfg.progress and dist_info.is_main,
-        )
-        finished = run.batch >= train_loader.sampler.batches_per_epoch
-        if finished and first_batch == 0:
-            epoch_seconds.append(time.monotonic() - epoch_start)
-        metrics, _ = evaluate(
-            ema.module,
-            val_loader,
-            val_set.coco,
-            category_ids=val_set.category_ids,
-            dist_info=dist_info,
-            topk=cfg.eval_topk,
-            progress=cfg.progress and dist_info.is_main,
-        )
-        minutes = (time.monotonic() - started) / 60
-        record = {"epoch": run.epoch + 1, "step": scheduler.last_epoch, "minutes": minutes, **losses, **metrics}
-        record.update(lr=optimizer.param_groups[0]["lr"], strong_aug=strong, partial=not finished)
-        run.history.append(record)
-        if finished:
-            run.epoch, run.batch = run.epoch + 1, 0
-        improved = metrics["AP"] > run.best_ap
-        run.best_ap = max(run.best_ap, metrics["AP"])
-        save(last)
-        if improved:
-            save(best)
-        if dist_info.is_main:
-            say(format_row(record))
-            write_history(run.history, cfg.out)
-            plot_history(run.history, cfg.out / "training.png", title=f"rtdetr-train {cfg.preset} on {cfg.data}")
+        stopped = loop.epoch(deadline, started)
+    best, last = loop.best, loop.last
     say(f"best AP {run.best_ap:.3f} -> {best}; last -> {last}; log: {cfg.out / 'history.csv'}, plot: training.png")
-    return FitResult(cfg.out, last, best, run.history[-1], run.history, scheduler.last_epoch, stopped)
+    return FitResult(cfg.out, last, best, run.history[-1], run.history, parts.scheduler.last_epoch, stopped)
 
 
 def _quiet(message: str) -> None:
@@ -236,7 +287,7 @@ def _prepare_out(cfg: TrainConfig) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise OSError(f"output folder {cfg.out} is not writable ({exc.strerror or exc})") from None
+        raise ValueError(f"output folder {cfg.out} is not writable ({exc.strerror or exc})") from None
     for partial in [*cfg.out.glob(".last.pth.*.partial"), *cfg.out.glob(".best.pth.*.partial")]:
         partial.unlink(missing_ok=True)  # left by a run killed while writing; the checkpoint itself is intact
     existing = [p.name for p in (cfg.out / "last.pth", cfg.out / "best.pth") if p.exists()]

@@ -69,3 +69,33 @@ def test_onnx_count_matches_torch_on_the_tiny_model(tiny_onnx: Path, tiny_checkp
     # Same convolutions; torch counts attention inside its fused kernel differently, hence the tolerance.
     assert onnx_count.by_op["Conv"] == pytest.approx(torch_count.by_op["convolution"], rel=1e-6)
     assert onnx_count.gflops == pytest.approx(torch_count.gflops, rel=0.1)
+
+
+def test_conv_transpose_and_gemm_with_transposed_a(tmp_path: Path) -> None:
+    """ConvTranspose 4->6 (2x2 kernel, stride 2) on 1x4x5x5: each of the 4*25 inputs spreads over 6*2*2 outputs;
+    Gemm with transA: A is [K=7, M=3], B [7, 2], so M*N*K = 3*2*7 multiply-adds."""
+    weight = numpy_helper.from_array(np.zeros((4, 6, 2, 2), np.float32), "w")
+    gemm_b = numpy_helper.from_array(np.zeros((7, 2), np.float32), "b")
+    nodes = [
+        helper.make_node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2]),
+        helper.make_node("Gemm", ["a", "b"], ["g"], transA=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "transposed",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5]),
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [7, 3]),
+        ],
+        [
+            helper.make_tensor_value_info("t", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("g", TensorProto.FLOAT, None),
+        ],
+        initializer=[weight, gemm_b],
+    )
+    path = tmp_path / "t.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    count = count_onnx_flops(path)
+    assert count.by_op["ConvTranspose"] * 1e9 == pytest.approx(2 * (4 * 5 * 5) * (6 * 2 * 2))
+    assert count.by_op["Gemm"] * 1e9 == pytest.approx(2 * 3 * 2 * 7)
+    assert count.counted == 2 and count.uncounted == 0

@@ -11,7 +11,7 @@ from helpers import run_without_torch
 def test_onnx_benchmark_without_torch(tiny_onnx: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     code = f"""
-        from rtdetr_deploy.bench_cli import main
+        from rtdetr_deploy.cli.bench import main
         rc = main([{str(tiny_onnx)!r}, "--iters", "2", "--warmup", "0", "--no-peak", "--json", {str(out)!r}])
         assert rc == 0, rc
         assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules), "torch got imported"

@@ -70,15 +70,14 @@ def test_raw_graph_gets_numpy_topk(tiny_checkpoint: Path, tmp_path: Path, onnx_d
     import onnx
 
     from rtdetr_deploy import load_model
-    from rtdetr_deploy.export.onnx_export import export_raw_onnx
+    from rtdetr_deploy.export.onnx_export import RAW_OUTPUT_NAMES, export_probe, strip_probe
 
     metadata = onnx_detector.metadata
-    model = load_model(tiny_checkpoint, sampling=metadata.sampling).deploy()
-    raw = export_raw_onnx(model, tmp_path / "raw.onnx", input_size=metadata.input_size)
-    proto = onnx.load(str(raw))
-    for key, value in metadata.to_props().items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(raw))
+    model = load_model(tiny_checkpoint, sampling=metadata.sampling)
+    model.set_eval_size(metadata.input_size)
+    probe = export_probe(model, tmp_path / "probe.onnx", metadata=metadata)
+    raw = tmp_path / "raw.onnx"
+    onnx.save(strip_probe(onnx.load(str(probe.path)), outputs=RAW_OUTPUT_NAMES), str(raw))
     image = cv2.imread(str(Path(__file__).parent.parent / "data" / "rocket.jpg"))
     with Detector(raw, conf=0.0) as detector:
         assert {s.name for s in detector.backend.output_specs} == {"pred_logits", "pred_boxes"}
@@ -161,6 +160,7 @@ class _FixedBatchDouble:
             TensorSpec("orig_target_sizes", (3, 2), np.dtype(np.int32)),
         )
         self.output_specs = tuple(TensorSpec(name, (3, 1), np.dtype(np.float32)) for name in outputs)
+        self.name = "double"
         self.description = "double"
         self.feeds: list[dict[str, np.ndarray]] = []
         self.closed = False

@@ -18,7 +18,7 @@ from rtdetr_deploy.runtime.sinks import CocoResultsWriter, ImageWriter, VideoWri
 @pytest.mark.parametrize("suffix", [".mp4", ".avi"])
 def test_video_is_published_only_on_close(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / "out" / f"clip{suffix}"
-    writer = VideoWriter(path, fps=7.0, size=(80, 48))
+    writer = VideoWriter(path, fps=7.0, size_wh=(80, 48))
     for i in range(5):
         writer.write(np.full((48, 80, 3), i * 40, np.uint8))
     writer.write(np.zeros((10, 10, 3), np.uint8))  # another size is resized, never dropped
@@ -29,7 +29,7 @@ def test_video_is_published_only_on_close(tmp_path: Path, suffix: str) -> None:
 
 
 def test_aborted_video_leaves_nothing(tmp_path: Path) -> None:
-    writer = VideoWriter(tmp_path / "clip.mp4", fps=5.0, size=(32, 32))
+    writer = VideoWriter(tmp_path / "clip.mp4", fps=5.0, size_wh=(32, 32))
     writer.write(np.zeros((32, 32, 3), np.uint8))
     writer.abort()
     assert list(tmp_path.iterdir()) == []
@@ -37,7 +37,7 @@ def test_aborted_video_leaves_nothing(tmp_path: Path) -> None:
 
 def test_unsupported_container(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unsupported video container '.gif'"):
-        VideoWriter(tmp_path / "clip.gif", fps=5.0, size=(32, 32))
+        VideoWriter(tmp_path / "clip.gif", fps=5.0, size_wh=(32, 32))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -53,4 +53,7 @@ def test_torch_backend_without_torch_is_one_clear_error(tmp_path: Path, real_ima
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "error: the torch backend needs PyTorch: pip install 'rtdetr-deploy[torch]'"
+    assert (
+        proc.stderr.strip()
+        == "rtdetr-infer: error: the torch backend needs PyTorch: pip install 'rtdetr-deploy[torch]'"
+    )

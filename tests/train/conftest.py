@@ -24,16 +24,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """8 train and 4 val synthetic images of 64 px (5 classes with ids 3, 7, 12, 18, 25), no video."""
-    from rtdetr_deploy.data import SyntheticConfig, generate_synthetic
-
-    root = tmp_path_factory.mktemp("tiny_data")
-    generate_synthetic(root, SyntheticConfig(seed=1, num_train=8, num_val=4, image_size=64, video_frames=0))
-    return root
-
-
 @pytest.fixture
 def make_cfg(tiny_data: Path, tmp_path: Path):
     """``make_cfg(**overrides)``: the tiny preset at 64 px, batch 4, no workers, quick warm-up, quiet."""

@@ -121,43 +121,84 @@ def test_interrupted_run_resumes_to_the_identical_state(make_cfg, tmp_path):
     _assert_same_training_state(_state(reference.out / "last.pth"), _state(interrupted.out / "last.pth"))
 
 
+_KILLED_RUN = """
+import sys, time
+from pathlib import Path
+from rtdetr_deploy.cli.train import parse_args
+from rtdetr_deploy.train import TrainConfig, fit
+
+marker = Path(sys.argv[1])
+
+def on_step(epoch, batch):
+    if (epoch, batch) == (1, 1):  # step 3, in the middle of the second epoch: its checkpoint is written
+        marker.write_text("step 3")
+        time.sleep(600)
+
+fit(TrainConfig(**vars(parse_args(sys.argv[2:]))), on_step=on_step, log=lambda line: None)
+"""
+
+
 def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(make_cfg, tmp_path):
     reference = make_cfg(out=tmp_path / "reference", epochs=6, stop_epoch=3, checkpoint_steps=1)
     fit(reference, log=lambda line: None)
 
     out = tmp_path / "killed"
     args = [
-        sys.executable, "-m", "rtdetr_deploy.train", "--data", str(reference.data), "--preset", "tiny",
-        "--imgsz", "64", "--epochs", "6", "--stop-epoch", "3", "--batch", "4", "--workers", "0", "--device", "cpu",
-        "--lr", "4e-4", "--warmup-steps", "2", "--ema-warmups", "4", "--checkpoint-steps", "1", "--no-progress",
-        "--out", str(out),
+        "--data", str(reference.data), "--preset", "tiny", "--imgsz", "64", "--epochs", "6", "--stop-epoch", "3",
+        "--batch", "4", "--workers", "0", "--threads", "1", "--device", "cpu", "--lr", "4e-4", "--warmup-steps", "2",
+        "--ema-warmups", "4", "--checkpoint-steps", "1", "--no-progress", "--out", str(out),
     ]  # fmt: skip
-    process = subprocess.Popen(args, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = tmp_path / "at_step_3"
+    command = [sys.executable, "-c", _KILLED_RUN, str(marker), *args]
+    process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            last = out / "last.pth"
-            if last.exists() and _state(last)["train"]["step"] >= 3:
-                os.kill(process.pid, signal.SIGKILL)
-                break
+        # Wait for the event (the run reached step 3 and paused there), not for a time.
+        while not marker.exists() and process.poll() is None:
             time.sleep(0.02)
+        assert marker.exists(), process.stderr.read().decode()
+        os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
-    assert 3 <= _state(out / "last.pth")["train"]["step"] < 12
+    assert process.returncode == -signal.SIGKILL
+    assert _state(out / "last.pth")["train"]["step"] == 3
 
-    result = subprocess.run([*args, "--resume"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "rtdetr_deploy.train", *args, "--resume"]
+    result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "resuming" in result.stdout
     assert not list(out.glob(".*.partial")), "the write cut short by the kill is cleaned up"
     _assert_same_training_state(_state(reference.out / "last.pth"), _state(out / "last.pth"))
 
 
-def test_time_budget_stops_training_then_evaluates_and_saves(make_cfg):
-    result = fit(make_cfg(epochs=1000, minutes=0.04), log=lambda line: None)
-    assert result.stopped_by_budget and "AP50" in result.history[-1]
+class _StepClock:
+    """A ``time`` stand-in for the trainer whose clock jumps past any budget once ``steps`` steps are done:
+    the budget then runs out at a known step, however fast or busy the machine is."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps, self.now = steps, 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def on_step(self, epoch: int, batch: int) -> None:
+        self.steps -= 1
+        if self.steps == 0:
+            self.now = 1e9
+
+
+def test_time_budget_stops_training_then_evaluates_and_saves(make_cfg, monkeypatch):
+    import importlib
+
+    engine = importlib.import_module("rtdetr_deploy.train.engine")
+    fit_module = importlib.import_module("rtdetr_deploy.train.fit")
+
+    clock = _StepClock(steps=3)  # 3 steps: the middle of the second epoch (2 batches per epoch)
+    monkeypatch.setattr(fit_module, "time", clock)
+    monkeypatch.setattr(engine, "time", clock)
+    result = fit(make_cfg(epochs=1000, minutes=0.04), on_step=clock.on_step, log=lambda line: None)
+    assert result.stopped_by_budget and result.steps == 3 and "AP50" in result.history[-1]
     saved = _state(result.last)["train"]
     assert saved["epoch"] < 1000
     # Stopped mid-epoch: the checkpoint resumes inside it; stopped on an epoch's last batch: at the next one.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rtdetr_deploy.bench_cli import build_parser, config_from_args, main
+from rtdetr_deploy.cli.bench import build_parser, config_from_args, main
 
 
 def _fails(argv: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -67,7 +67,7 @@ def test_flags_map_onto_the_config(tmp_path: Path) -> None:
         (["--precision", "fp16"], "no fp16 model beside tiny.onnx", 2),
         (["--cuda-graph", "on"], "needs a CUDA device", 2),
         (["--cuda-graph", "maybe"], "unknown --cuda-graph mode", 2),
-        (["--backend", "torch"], "the torch backend runs checkpoints (.pth)", 2),
+        (["--backend", "torch"], "the torch backend runs checkpoints (.pth, .safetensors, model folders)", 2),
         (["--video", "missing.mp4"], "video not found: missing.mp4", 2),
         (["--calib", "no-such-folder"], "calibration folder not found", 2),
     ],
@@ -86,7 +86,7 @@ def test_missing_model_and_wrong_suffix(tmp_path: Path, capsys: pytest.CaptureFi
     text = tmp_path / "model.txt"
     text.write_text("x")
     code, line = _fails([text], capsys)
-    assert code == 2 and "expected a .onnx, .engine, .pth file" in line
+    assert code == 2 and "expected a .onnx, .engine, .pth, .safetensors file" in line
 
 
 def test_fixed_batch_model_refuses_other_batches(tiny_onnx: Path, tmp_path: Path, capsys) -> None:

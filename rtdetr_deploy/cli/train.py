@@ -1,6 +1,6 @@
 """``rtdetr-train``: train or fine-tune RT-DETRv2 on a COCO-format dataset or the embedded synthetic one.
 
-The flags map one-to-one onto ``TrainConfig``; bad input ends with one line on stderr and exit status 1.
+The flags map one-to-one onto ``TrainConfig``; bad input ends with one line on stderr and exit status 2.
 Several processes: ``torchrun --nproc_per_node N -m rtdetr_deploy.train ...``.
 """
 
@@ -11,23 +11,22 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["main", "parse_args"]
+from .frame import CommandParser, parse_imgsz, run_command
+
+__all__ = ["main", "build_parser", "parse_args"]
 
 
 def _imgsz(text: str) -> tuple[int, int]:
     try:
-        values = [int(v) for v in text.replace("x", ",").split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHT,WIDTH, got {text!r}") from None
-    if len(values) not in (1, 2):
-        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHT,WIDTH, got {text!r}")
-    return (values[0], values[-1])
+        return parse_imgsz(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser(prog: str = "rtdetr-train") -> argparse.ArgumentParser:
     """The flags, named after ``TrainConfig``'s fields (``--no-amp``, ``--no-multiscale``, ``--no-progress`` negate)."""
-    p = argparse.ArgumentParser(
-        prog="rtdetr-train",
+    p = CommandParser(
+        prog=prog,
         description="Train RT-DETRv2 (official recipe: AdamW, EMA, dynamic augmentation, multi-scale batches).",
     )
     p.add_argument(
@@ -65,30 +64,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-topk", type=int, default=300, help="detections per image in evaluation (default 300)")
     p.add_argument("--synthetic-images", type=int, default=800, help="training images of --data synthetic")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    return p.parse_args(argv)
+    return p
 
 
-def _one_line(exc: BaseException) -> str:
-    """The message of ``exc`` on one line; for errors re-raised from a loader worker, their original message."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    if "Original Traceback" in str(exc):
-        return lines[-1]
-    return lines[0]
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``rtdetr-train``'s flags (argparse exits on bad usage)."""
+    return build_parser().parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run ``rtdetr-train``; returns the exit status (1 for bad input, 130 when interrupted)."""
-    args = parse_args(argv)
+def _prog() -> str:
     rank = int(os.environ.get("RANK", "0"))
-    prefix = f"rtdetr-train [rank {rank}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "rtdetr-train"
-    try:
-        from .train import TrainConfig, fit
-        from .train.distributed import cleanup_distributed
-    except ImportError as exc:
-        print(f"{prefix}: {exc.name or exc} is not installed: pip install 'rtdetr-deploy[train]'", file=sys.stderr)
-        return 1
+    return f"rtdetr-train [rank {rank}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "rtdetr-train"
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..train import TrainConfig, fit
+    from ..train.distributed import cleanup_distributed
+
     options = vars(args)
     if options["resume"] == "":
         options["resume"] = args.out / "last.pth"
@@ -96,18 +88,16 @@ def main(argv: list[str] | None = None) -> int:
         options["resume"] = Path(options["resume"])
     try:
         fit(TrainConfig(**options))
-    except KeyboardInterrupt:
-        print(f"{prefix}: interrupted; continue with --resume (from the last checkpoint)", file=sys.stderr)
-        return 130
-    except ImportError as exc:
-        print(f"{prefix}: {exc.name or exc} is not installed: pip install 'rtdetr-deploy[train]'", file=sys.stderr)
-        return 1
-    except (OSError, ValueError, FloatingPointError, RuntimeError) as exc:
-        print(f"{prefix}: {_one_line(exc)}", file=sys.stderr)
-        return 1
     finally:
         cleanup_distributed()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``rtdetr-train``; returns the exit status (0 done, 1 failed, 2 bad input, 130 interrupted)."""
+    prog = _prog()
+    interrupted = "continue with --resume (from the last checkpoint)"
+    return run_command(prog, build_parser(prog), argv, _train, interrupted=interrupted)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""rtdetr-train's command line: every bad input ends in one line and exit status 1, and no checkpoint is touched."""
+"""rtdetr-train's command line: every bad input ends in one line and exit status 2, and no checkpoint is touched."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rtdetr_deploy.train_cli import main, parse_args  # noqa: E402
+from rtdetr_deploy.cli.train import main, parse_args  # noqa: E402
 
 FAST = [
     *("--preset", "tiny", "--imgsz", "64", "--batch", "4"),
@@ -33,9 +33,9 @@ def data_copy(tiny_data: Path, tmp_path: Path) -> Path:
 
 
 def _run_failing(capsys, argv: list[str]) -> str:
-    assert main(argv) == 1
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("rtdetr-train: "), err
+    assert err.startswith("rtdetr-train: error: "), err
     assert "\n" not in err and "Traceback" not in err, err
     return err
 

@@ -12,52 +12,39 @@ import importlib.util
 import shlex
 import sys
 from pathlib import Path
-from typing import NoReturn
 
-from .errors import RtdetrDeployError
+from .frame import CommandParser, parse_imgsz, run_command
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-# Optional module -> the extra that installs it.
-EXTRAS = {
-    "matplotlib": "bench",
-    "psutil": "bench",
-    "onnxslim": "export",
-    "torch": "torch",
-    "torchvision": "torch",
-    "tensorrt": "trt",
-    "cuda": "trt",
-}
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error in one line (no usage block)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+PROG = "rtdetr-bench"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="rtdetr-bench",
+    parser = CommandParser(
+        prog=PROG,
         description=(
             "Benchmark an RT-DETRv2 model: inference latency (p50/p90/p99) and throughput per backend, precision "
             "and batch; per-stage timings and end-to-end FPS on a video; ratios between the cases."
         ),
     )
-    parser.add_argument("model", type=Path, help=".onnx (onnxruntime), .engine (TensorRT) or .pth (PyTorch) file")
+    parser.add_argument(
+        "model",
+        type=Path,
+        help=".onnx (onnxruntime), .engine (TensorRT), .xml (OpenVINO), or a checkpoint for PyTorch (.pth, "
+        ".safetensors, transformers folder)",
+    )
     parser.add_argument(
         "--backend",
         default="auto",
-        help="comma-separated: onnxruntime, tensorrt, torch (default: by the file suffix; a .pth also runs on "
-        "onnxruntime, exported on the fly)",
+        help="comma-separated: onnxruntime, tensorrt, openvino, torch (default: by the file suffix; a checkpoint also "
+        "runs on onnxruntime, exported on the fly)",
     )
     parser.add_argument(
         "--precision",
         default=None,
-        help="comma-separated: fp32, fp16, int8 (default: the model's own; other precisions of an .onnx/.engine "
-        "are the files rtdetr-export writes beside it)",
+        help="comma-separated: fp32, fp16, int8, bf16 (default: the model's own; other precisions of an "
+        ".onnx/.engine/.xml are the files rtdetr-export writes beside it)",
     )
     parser.add_argument(
         "--sampling", default=None, help="comma-separated: discrete, bilinear (a .pth only; default: discrete)"
@@ -86,8 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - BenchConfig, imported lazily
     """Map parsed flags onto a ``BenchConfig`` (validated there; raises ``ValueError``)."""
-    from .bench.config import BenchConfig, parse_batches, parse_list
-    from .export.config import parse_imgsz
+    from ..bench.config import BenchConfig, parse_batches, parse_list
 
     return BenchConfig(
         model=args.model,
@@ -115,39 +101,15 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``rtdetr-bench``; returns the exit status (0 ok, 1 error, 2 bad input, 130 interrupted)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    try:
-        config = config_from_args(args)
-        if config.plot_path is not None and importlib.util.find_spec("matplotlib") is None:
-            raise ImportError("--plot needs matplotlib", name="matplotlib")
-        from .bench.report import markdown_report, write_json, write_markdown, write_plot
-        from .bench.run import run_benchmark
+def _bench(args: argparse.Namespace, argv: list[str] | None) -> int:
+    config = config_from_args(args)
+    if config.plot_path is not None and importlib.util.find_spec("matplotlib") is None:
+        raise ImportError("--plot needs matplotlib", name="matplotlib")
+    from ..bench.benchmark import run_benchmark
+    from ..bench.report import markdown_report, write_json, write_markdown, write_plot
 
-        command = "rtdetr-bench " + shlex.join(sys.argv[1:] if argv is None else [str(a) for a in argv])
-        report = run_benchmark(config, log=_log, command=command)
-    except KeyboardInterrupt:
-        print("rtdetr-bench: interrupted; nothing was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"rtdetr-bench: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except (RtdetrDeployError, OSError) as exc:
-        print(f"rtdetr-bench: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_ERROR
-    except ImportError as exc:  # an optional dependency of the chosen path
-        module = (exc.name or "").split(".")[0]
-        extra = EXTRAS.get(module, "all")
-        print(
-            f"rtdetr-bench: error: {module or exc} is not installed: pip install 'rtdetr-deploy[{extra}]'",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
+    command = "rtdetr-bench " + shlex.join(sys.argv[1:] if argv is None else [str(a) for a in argv])
+    report = run_benchmark(config, log=_log, command=command)
     print(markdown_report(report), end="")
     written = []
     if config.json_path is not None:
@@ -158,12 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         written.append(write_plot(report, config.plot_path))
     for path in written:
         _log(f"wrote {path}")
-    return EXIT_OK
+    return 0
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+def main(argv: list[str] | None = None) -> int:
+    """``rtdetr-bench``; returns the exit status (0 done, 1 failed, 2 bad input, 130 interrupted)."""
+    return run_command(PROG, build_parser(), argv, lambda args: _bench(args, argv), interrupted="nothing was written")
 
 
 if __name__ == "__main__":

@@ -13,29 +13,31 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..runtime.decoders import DecoderConfig
 from ..runtime.detector import Detector
-from ..runtime.pipeline import run_pipeline
+from ..runtime.pipeline import DEFAULT_PREPROCESS_WORKERS, run_pipeline
 from ..runtime.sources import VideoSource, open_source
 from .stats import LatencyStats, summarize
 
 __all__ = [
     "CpuContention",
+    "busy_seconds",
     "MemoryPeak",
     "PeakMemory",
     "StageSplit",
     "PipelineRun",
     "time_calls",
+    "open_video",
     "measure_stages",
     "measure_pipeline",
     "cuda_synchronizer",
-    "measure_outputs",
 ]
 
 MIN_TIMED_CALLS = 3
@@ -158,21 +160,28 @@ class PeakMemory:
             self.result = MemoryPeak(peak / 2**20, "process peak", gpu)
 
 
-def _machine_busy_s() -> float | None:
-    """CPU seconds all processes have spent busy since boot, from ``/proc/stat``; ``None`` off Linux.
+def busy_seconds(proc_stat_line: str, *, ticks_per_second: int) -> float | None:
+    """CPU seconds all processes spent busy, from the first (aggregate) line of ``/proc/stat``.
 
-    Busy is user + nice + system + irq + softirq + steal: steal is time the hypervisor gave this VM's CPUs to
-    someone else, which slows a benchmark as much as a local process does.
+    Busy is user + nice + system + irq + softirq + steal (idle and iowait are not): steal is time the hypervisor
+    gave this VM's CPUs to someone else, which slows a benchmark as much as a local process does. ``None`` for
+    a line that is not the aggregate ``cpu`` line.
     """
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
+    fields = proc_stat_line.split()
     if not fields or fields[0] != "cpu" or len(fields) < 9:
         return None
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / ticks_per_second
+
+
+def _machine_busy_s() -> float | None:
+    """CPU seconds all processes have spent busy since boot (``busy_seconds`` of ``/proc/stat``); None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            line = f.readline()
+    except OSError:
+        return None
+    return busy_seconds(line, ticks_per_second=os.sysconf("SC_CLK_TCK"))
 
 
 class CpuContention:
@@ -230,8 +239,9 @@ class StageSplit:
         }
 
 
-def _open_video(path: Path) -> VideoSource:
-    source = open_source(path)
+def open_video(path: Path, decoder: DecoderConfig | None = None) -> VideoSource:
+    """Open ``path`` as a video (``ValueError`` for an image or anything else that is not one)."""
+    source = open_source(path, decoder=decoder)
     if not isinstance(source, VideoSource):
         source.close()
         raise ValueError(f"--video must be a video file, got {path}")
@@ -256,7 +266,7 @@ def measure_stages(
     times: dict[str, list[float]] = {"decode": [], "preprocess": [], "inference": [], "postprocess": []}
     counted = 0
     calls = 0
-    with _open_video(video) as source:
+    with open_video(video) as source:
         iterator = iter(source)
         while counted < frames:
             pending, decode_times = [], []
@@ -300,7 +310,7 @@ def measure_stages(
 
 @dataclass(frozen=True)
 class PipelineRun:
-    """The threaded decode -> infer -> consume pipeline of ``rtdetr-infer`` on a video, end to end.
+    """The threaded decode -> preprocess -> infer -> postprocess -> consume pipeline of ``rtdetr-infer`` on a video.
 
     Attributes:
         batch: frames per backend call.
@@ -308,6 +318,8 @@ class PipelineRun:
         wall_s: wall-clock seconds from start to the last frame.
         fps: ``frames / wall_s``.
         per_frame_ms: each stage's busy time per frame (stages overlap, so these do not add up to ``1/fps``).
+        decoder: the decoder that read the video (``pyav``, ``opencv``, ``nvdec``).
+        preprocess_workers: threads preprocessing batches.
     """
 
     batch: int
@@ -315,6 +327,8 @@ class PipelineRun:
     wall_s: float
     fps: float
     per_frame_ms: dict[str, float] = field(default_factory=dict)
+    decoder: str = ""
+    preprocess_workers: int = DEFAULT_PREPROCESS_WORKERS
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -324,24 +338,30 @@ class PipelineRun:
             "wall_s": self.wall_s,
             "fps": self.fps,
             "per_frame_ms": self.per_frame_ms,
+            "decoder": self.decoder,
+            "preprocess_workers": self.preprocess_workers,
         }
 
 
-def measure_pipeline(detector: Detector, video: Path, *, batch: int, frames: int) -> PipelineRun:
-    """Run ``run_pipeline`` (decode thread, inference thread, no-op consumer) over the first ``frames`` frames."""
-    with _open_video(video) as source:
-        result = run_pipeline(itertools.islice(source, frames), detector, lambda frame, detections: None, batch=batch)
-    per_frame = {name: seconds / max(result.frames, 1) * 1e3 for name, seconds in result.times.as_dict().items()}
-    return PipelineRun(batch, result.frames, result.wall_s, result.fps, per_frame)
-
-
-def measure_outputs(backend: Any, feeds: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray] | None:
-    """The backend's ``labels``/``boxes``/``scores`` on each feed, concatenated along the batch (for agreement).
-
-    ``None`` for a graph without the deploy outputs (it stops at ``pred_logits``/``pred_boxes``).
-    """
-    names = ("labels", "boxes", "scores")
-    if not set(names) <= {spec.name for spec in backend.output_specs}:
-        return None
-    outputs = [backend.infer(feed) for feed in feeds]
-    return {name: np.concatenate([out[name] for out in outputs]) for name in names}
+def measure_pipeline(
+    detector: Detector,
+    video: Path,
+    *,
+    batch: int,
+    frames: int,
+    decoder: DecoderConfig | None = None,
+    preprocess_workers: int = DEFAULT_PREPROCESS_WORKERS,
+) -> PipelineRun:
+    """Run ``run_pipeline`` (its decode, preprocessing, inference and post-processing threads, a no-op consumer)
+    over the first ``frames`` frames, decoded by ``decoder`` (``DecoderConfig()``: automatic)."""
+    with open_video(video, decoder) as source:
+        result = run_pipeline(
+            itertools.islice(source, frames),
+            detector,
+            lambda frame, detections: None,
+            batch=batch,
+            preprocess_workers=preprocess_workers,
+        )
+        name = source.decoder
+    per_frame = {stage: seconds / max(result.frames, 1) * 1e3 for stage, seconds in result.times.as_dict().items()}
+    return PipelineRun(batch, result.frames, result.wall_s, result.fps, per_frame, name, preprocess_workers)

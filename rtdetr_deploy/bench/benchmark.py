@@ -1,8 +1,8 @@
-"""``run_benchmark``: every case of a ``BenchConfig`` timed, compared and checked against the goals, as one report.
+"""``run_benchmark``: every case of a ``BenchConfig`` timed and compared, as one report.
 
 The report is a JSON-ready dict: the device description, the model and its FLOPs, the machine's matmul rate, one
-record per case and batch (inference alone, and with ``video`` the per-stage split and the threaded pipeline),
-the comparisons, the detection agreement between cases and the goals.
+record per case and batch (inference alone, and with ``video`` the per-stage split, each stage's own throughput,
+the threaded pipeline and the stage that bounds it), the comparisons and the detection agreement between cases.
 """
 
 from __future__ import annotations
@@ -14,46 +14,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from ..runtime.backend import Backend, open_backend
+from ..data.scenes import cluttered_scenes
+from ..runtime.backend import Backend
+from ..runtime.backends import open_backend
 from ..runtime.detector import Detector
 from .cases import Case, export_for_onnxruntime, plan_cases
 from .compare import agreement_rows, compare_results, overhead_rows
 from .config import BenchConfig
 from .device import describe_device
 from .flops import FlopCount, count_onnx_flops, count_torch_flops
-from .goals import evaluate_goals
 from .peak import measure_matmul_peak
 from .report import SCHEMA
-from .runner import CpuContention, PeakMemory, cuda_synchronizer, measure_pipeline, measure_stages, time_calls
 from .stats import summarize
+from .throughput import bound_line, measure_stage_rates
+from .timing import CpuContention, PeakMemory, cuda_synchronizer, measure_pipeline, measure_stages, time_calls
 
-__all__ = ["run_benchmark", "synthetic_images"]
+__all__ = ["run_benchmark"]
 
 AGREEMENT_IMAGES = 4
+# Timed images without a video: 720p scenes, the size of a common camera stream.
+VIDEO_SIZE_HW = (720, 1280)
 # Other processes using more than this share of the CPUs during a measurement earn the report a note.
 BUSY_SHARE = 0.1
-
-
-def synthetic_images(count: int, *, size: tuple[int, int] = (720, 1280), seed: int = 0) -> list[np.ndarray]:
-    """Cluttered BGR test scenes (smooth colour field plus filled rectangles and circles), ``size`` = (H, W)."""
-    rng = np.random.default_rng(seed)
-    height, width = size
-    images = []
-    for _ in range(count):
-        image = cv2.resize(rng.integers(0, 256, (9, 16, 3), dtype=np.uint8), (width, height))
-        for _ in range(int(rng.integers(6, 16))):
-            color = tuple(int(c) for c in rng.integers(0, 256, 3))
-            x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
-            side = int(rng.integers(20, height // 2))
-            if rng.random() < 0.5:
-                cv2.rectangle(image, (x, y), (x + side, y + side // 2), color, -1)
-            else:
-                cv2.circle(image, (x, y), side // 2, color, -1)
-        images.append(image)
-    return images
 
 
 def _video_images(video: Path, count: int) -> list[np.ndarray]:
@@ -109,8 +93,11 @@ def run_benchmark(
     """
     cases, notes = plan_cases(config)
     device = describe_device(config.device)
-    images = _video_images(config.video, max(config.batches)) if config.video else synthetic_images(max(config.batches))
-    agreement_images = synthetic_images(AGREEMENT_IMAGES, seed=1)
+    if config.video:
+        images = _video_images(config.video, max(config.batches))
+    else:
+        images = cluttered_scenes(max(config.batches), size_hw=VIDEO_SIZE_HW)
+    agreement_images = cluttered_scenes(AGREEMENT_IMAGES, size_hw=VIDEO_SIZE_HW, seed=1)
     results: list[dict[str, Any]] = []
     outputs: dict[str, dict[str, np.ndarray]] = {}
     model_info: dict[str, Any] = {}
@@ -165,7 +152,6 @@ def run_benchmark(
     report["overheads"] = overhead_rows(results)
     case_records = [_case_fields(case) for case in cases]
     report["agreements"] = agreement_rows(outputs, case_records)
-    report["goals"] = evaluate_goals(report)
     busy = [r for r in results if (r.get("other_cpu_share") or 0) > BUSY_SHARE]
     if busy:
         worst = max(r["other_cpu_share"] for r in busy)
@@ -211,6 +197,7 @@ def _measure(
         "other_cpu_share": contention.other_share,
         "stages": None,
         "pipeline": None,
+        "stage_rates": None,
     }
     busy = f", other processes used {contention.other_share:.0%} of the CPUs" if contention.other_share else ""
     log(
@@ -221,11 +208,14 @@ def _measure(
         with CpuContention() as contention:
             split = measure_stages(detector, config.video, batch=batch, frames=config.frames, synchronize=sync)
             pipeline = measure_pipeline(detector, config.video, batch=batch, frames=config.frames)
+            rates = measure_stage_rates(detector, config.video, batch=batch, frames=config.frames, synchronize=sync)
         record["stages"] = {**split.as_dict(), "other_cpu_share": contention.other_share}
-        record["pipeline"] = pipeline.as_dict()
+        record["pipeline"] = {**pipeline.as_dict(), "bound_by": rates.bound_by}
+        record["stage_rates"] = rates.as_dict()
         log(
             f"{case.label}, batch {batch}, video: {split.sequential_fps:.2f} FPS stage by stage, "
-            f"{pipeline.fps:.2f} FPS pipelined ({split.frames} + {pipeline.frames} frames)"
+            f"{pipeline.fps:.2f} FPS pipelined ({split.frames} + {pipeline.frames} frames); "
+            f"{bound_line(record['stage_rates'], pipeline.fps)}"
         )
     return record
 

@@ -1,6 +1,8 @@
-"""The speed goals of the project, evaluated on a benchmark report: each with its measured value, met or not.
+"""The project's speed goals, evaluated on an ``rtdetr-bench`` report: each with its measured value, met or not.
 
-The goals are reported, never asserted: timings depend on the machine and on whatever else runs on it.
+They belong to the project's benchmarks, not to the tool: ``rtdetr-bench`` measures, ``benchmarks/run_all.py``
+holds the numbers up against these targets. The goals are reported, never asserted: timings depend on the machine
+and on whatever else runs on it.
 """
 
 from __future__ import annotations

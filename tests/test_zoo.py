@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtdetr_deploy.runtime import default_model
-from rtdetr_deploy.runtime.default_model import DefaultModel, resolve_default_model
-from rtdetr_deploy.runtime.download import download, file_sha256
+from rtdetr_deploy import zoo
+from rtdetr_deploy.checksum import file_sha256
+from rtdetr_deploy.download import download
+from rtdetr_deploy.zoo import DefaultModel, resolve_default_model
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -111,7 +112,7 @@ def test_default_model_is_downloaded_and_exported_once(
         class_names=("disc", "box", "wedge"),
         category_ids=(11, 22, 33),
     )
-    monkeypatch.setattr(default_model, "DEFAULT_MODEL", spec)
+    monkeypatch.setattr(zoo, "DEFAULT_MODEL", spec)
     monkeypatch.setenv("RTDETR_DEPLOY_CACHE", str(tmp_path / "cache"))
     onnx_path = resolve_default_model()
     assert onnx_path == tmp_path / "cache" / "models" / "tiny_default" / "tiny_default.onnx"
@@ -121,13 +122,13 @@ def test_default_model_is_downloaded_and_exported_once(
     assert resolve_default_model(backend="torch").name == "tiny_default.pth"
     assert hits == ["/tiny-release.pth"]
 
-    from rtdetr_deploy.infer import main
+    from rtdetr_deploy.cli.infer import main
     from rtdetr_deploy.runtime import Detector
 
     with Detector(onnx_path) as detector:
         assert detector.metadata.class_names == ("disc", "box", "wedge")
         assert detector.metadata.category_ids == (11, 22, 33)
-    image = Path(__file__).parent.parent / "data" / "rocket.jpg"
+    image = Path(__file__).parent / "data" / "rocket.jpg"
     assert main([str(image), "--json", str(tmp_path / "r.json"), "--conf", "0"]) == 0
     assert hits == ["/tiny-release.pth"]
 
@@ -138,12 +139,12 @@ def test_default_model_with_a_bad_checksum_asks_for_a_model(
     pytest.importorskip("torch")
     url, folder, _ = served
     _blob(folder, "release.pth", size=1024)
-    spec = dataclasses.replace(default_model.RTDETRV2_S_COCO, url=f"{url}/release.pth")
-    monkeypatch.setattr(default_model, "DEFAULT_MODEL", spec)
+    spec = dataclasses.replace(zoo.RTDETRV2_S_COCO, url=f"{url}/release.pth")
+    monkeypatch.setattr(zoo, "DEFAULT_MODEL", spec)
     monkeypatch.setenv("RTDETR_DEPLOY_CACHE", str(tmp_path / "cache"))
-    from rtdetr_deploy.infer import main
+    from rtdetr_deploy.cli.infer import main
 
-    assert main([str(Path(__file__).parent.parent / "data" / "rocket.jpg")]) == 1
+    assert main([str(Path(__file__).parent / "data" / "rocket.jpg")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has SHA-256" in err[0] and err[0].endswith("pass --model PATH (.onnx, .engine or .pth)")
     assert not any((tmp_path / "cache").rglob("*.pth"))

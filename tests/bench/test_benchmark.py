@@ -13,7 +13,7 @@ import cv2
 import pytest
 
 from rtdetr_deploy.bench.report import SCHEMA
-from rtdetr_deploy.bench_cli import main
+from rtdetr_deploy.cli.bench import main
 
 STAGES = {"decode", "preprocess", "inference", "postprocess"}
 
@@ -52,7 +52,6 @@ def test_one_record_per_batch_with_consistent_statistics(onnx_report: dict) -> N
         assert 0 < lat["min_ms"] <= lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
         assert lat["images_per_s"] == pytest.approx(record["batch"] * 1e3 / lat["mean_ms"])
         assert record["memory"]["host_rss_mib"] > 0
-        assert record["other_cpu_share"] is None or 0.0 <= record["other_cpu_share"] <= 1.0
         assert record["precision"] == "fp32" and "onnxruntime" in record["backend_description"]
         stages = record["stages"]
         assert set(stages["per_frame_ms"]) == STAGES
@@ -61,15 +60,13 @@ def test_one_record_per_batch_with_consistent_statistics(onnx_report: dict) -> N
         assert record["pipeline"]["frames"] == 4 and record["pipeline"]["fps"] > 0
 
 
-def test_comparisons_and_goals(onnx_report: dict) -> None:
+def test_comparisons_and_no_project_goals(onnx_report: dict) -> None:
     report = onnx_report["json"]
     kinds = {row["comparison"] for row in report["comparisons"] + report["overheads"]}
     assert {"batch scaling", "runtime overhead", "video pipeline vs inference"} <= kinds
     assert "runtime end-to-end vs bare inference" in kinds
-    goals = {g["goal"] for g in report["goals"]}
-    assert {"cpu_fp32_gflops", "runtime_overhead", "video_pipeline"} <= goals
-    for goal in report["goals"]:
-        assert goal["met"] in (True, False, None) and math.isfinite(goal["measured"])
+    # The tool measures; the project's targets live in benchmarks/ (goals.py), not in the tool's report.
+    assert "goals" not in report and "Goals:" not in onnx_report["md"]
 
 
 def test_markdown_tables_are_well_formed(onnx_report: dict) -> None:
@@ -81,7 +78,7 @@ def test_markdown_tables_are_well_formed(onnx_report: dict) -> None:
     block = tables[tables.index(header) : tables.index(header) + 4]
     assert all(line.count("|") == width for line in block)
     assert "onnxruntime fp32 discrete | 2 |" in text
-    assert "Goals:" in text and "decode" in text
+    assert "decode" in text
 
 
 def test_plot_is_a_png(onnx_report: dict) -> None:
@@ -122,6 +119,8 @@ def test_checkpoint_in_torch_and_onnxruntime_both_samplings(tiny_checkpoint: Pat
     agreements = {(row["comparison"], row["candidate"]): row["matched"] for row in report["agreements"]}
     # Same weights and sampling: ONNX Runtime finds PyTorch's detections again.
     assert agreements[("ONNX Runtime vs PyTorch eager", "onnxruntime fp32 discrete")] >= 0.99
-    assert 0.0 <= agreements[("discrete vs bilinear sampling", "torch fp32 discrete")] <= 1.0
+    # The two samplings really ran: on weights trained with neither, they score differently.
+    swap = next(r for r in report["agreements"] if r["comparison"] == "discrete vs bilinear sampling")
+    assert swap["max_score_delta"] > 1e-4
     assert report["matmul_peak"] is None
     assert "exporting tiny.pth (discrete sampling)" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Where the runtime keeps files it makes once and reuses (downloads, exports, provider engine caches)."""
+"""Where the package keeps files it makes once and reuses (downloads, exports, datasets, provider engine caches)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The model used when none is given: the official RT-DETRv2-S COCO checkpoint, downloaded and exported once.
+"""The model zoo: the model used when none is given, the official RT-DETRv2-S COCO checkpoint, downloaded and
+exported once.
 
 The checkpoint is downloaded into ``cache_dir()/models/<name>/`` (progress bar, SHA-256, atomic write), re-saved
 with the COCO class names and category ids (official checkpoints carry none), exported to a verified ONNX with
@@ -14,9 +15,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BackendError
+from .artifacts import engine_path, onnx_path
 from .cache import cache_dir
-from .download import download, file_sha256
+from .checksum import file_sha256
+from .download import download
+from .errors import BackendError
 
 __all__ = [
     "COCO_CATEGORY_IDS",
@@ -102,12 +105,12 @@ def resolve_default_model(*, backend: str = "auto", spec: DefaultModel | None = 
     """
     spec = spec or DEFAULT_MODEL
     root = root or default_model_dir(spec)
-    onnx_path = root / f"{spec.name}.onnx"
+    onnx_file = onnx_path(root, spec.name)
     labelled = root / f"{spec.name}.pth"
-    wanted = labelled if backend == "torch" else onnx_path
+    wanted = labelled if backend == "torch" else onnx_file
     if backend != "tensorrt" and wanted.is_file():
         return wanted
-    if not labelled.is_file() or (backend != "torch" and not onnx_path.is_file()):
+    if not labelled.is_file() or (backend != "torch" and not onnx_file.is_file()):
         if importlib.util.find_spec("torch") is None:
             raise BackendError(
                 "no --model given: preparing the default model needs PyTorch once "
@@ -116,13 +119,13 @@ def resolve_default_model(*, backend: str = "auto", spec: DefaultModel | None = 
         weights = _download_weights(spec, root)
         if not labelled.is_file():
             _save_labelled(weights, labelled, spec)
-        if backend != "torch" and not onnx_path.is_file():
+        if backend != "torch" and not onnx_file.is_file():
             _export(labelled, root)
     if backend == "torch":
         return labelled
     if backend == "tensorrt":
-        return _engine_for(onnx_path)
-    return onnx_path
+        return _engine_for(onnx_file)
+    return onnx_file
 
 
 def _download_weights(spec: DefaultModel, root: Path) -> Path:
@@ -137,7 +140,7 @@ def _download_weights(spec: DefaultModel, root: Path) -> Path:
 
 
 def _save_labelled(weights: Path, labelled: Path, spec: DefaultModel) -> None:
-    from ..models.checkpoint import load_model, save_model
+    from .models.checkpoint import load_model, save_model
 
     model = load_model(weights)
     if model.num_classes != len(spec.class_names):
@@ -146,19 +149,19 @@ def _save_labelled(weights: Path, labelled: Path, spec: DefaultModel) -> None:
 
 
 def _export(labelled: Path, root: Path) -> None:
-    from ..export.config import ExportConfig
-    from ..export.pipeline import export
+    from .export.config import ExportConfig
+    from .export.pipeline import export
 
     logger.info("exporting the default model to ONNX (once)")
     export(ExportConfig(weights=labelled, out_dir=root), verbose=False)
 
 
-def _engine_for(onnx_path: Path) -> Path:
-    from ..export.tensorrt import build_engine, import_tensorrt
+def _engine_for(onnx_file: Path) -> Path:
+    """The FP32 engine built once from the default ONNX (the runtime refuses it on another TensorRT or GPU)."""
+    from .export.tensorrt import build_engine
 
-    trt = import_tensorrt()
-    engine = onnx_path.with_name(f"{onnx_path.stem}.trt{trt.__version__}.engine")
+    engine = engine_path(onnx_file.parent, onnx_file.stem, "fp32")
     if not engine.is_file():
         logger.info("building a TensorRT engine for the default model (once; this takes minutes)")
-        build_engine(onnx_path, engine)
+        build_engine(onnx_file, engine)
     return engine

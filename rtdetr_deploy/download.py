@@ -10,21 +10,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .. import __version__
-from ..atomic import atomic_path
+from .atomic import atomic_path
+from .version import __version__
 
-__all__ = ["download", "file_sha256"]
+__all__ = ["download"]
 
 _CHUNK = 1 << 20
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def download(

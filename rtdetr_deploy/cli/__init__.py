@@ -1,0 +1,1 @@
+"""The command line: one module per command, each a ``main(argv) -> int`` on the frame of ``cli.frame``."""

@@ -1,0 +1,185 @@
+"""``rtdetr-export``: checkpoint -> verified discrete-sampling ONNX (-> precision ONNX -> TensorRT engine)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+from ..export.config import OPENVINO_PRECISIONS, TRT_PRECISIONS, ExportConfig, parse_batch_range, parse_openvino
+from .frame import CommandParser, parse_imgsz, run_command
+
+__all__ = ["main", "build_parser", "config_from_args"]
+
+PROG = "rtdetr-export"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = CommandParser(
+        prog=PROG,
+        description=(
+            "Export an RT-DETRv2 checkpoint (official release, bare state dict, rtdetr-deploy checkpoint or "
+            "Hugging Face transformers folder) to "
+            "ONNX with the discrete sampling operator, verify it against PyTorch, and optionally build a "
+            "TensorRT engine."
+        ),
+    )
+    parser.add_argument(
+        "weights", type=Path, help="checkpoint (.pth, .safetensors) or transformers save_pretrained folder"
+    )
+    parser.add_argument("-o", "--out", type=Path, default=None, help="output folder (default: beside the weights)")
+    parser.add_argument("--preset", default=None, help="model preset (default: inferred from the weights)")
+    parser.add_argument("--imgsz", default=None, help="input size: N or H,W, multiples of 32 (default: the model's)")
+    parser.add_argument(
+        "--sampling",
+        choices=("discrete", "bilinear"),
+        default="discrete",
+        help="deformable sampling in the graph (default: discrete, no GridSample)",
+    )
+    batch = parser.add_mutually_exclusive_group()
+    batch.add_argument("--batch", type=int, default=None, help="fixed batch size (default: 1)")
+    batch.add_argument("--dynamic-batch", default=None, metavar="MIN,OPT,MAX", help="dynamic batch range")
+    parser.add_argument("--topk", type=int, default=300, help="detections per image in the outputs (default: 300)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default: 17)")
+    parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
+    parser.add_argument("--keep-unsimplified", action="store_true", help="also keep the graph as traced")
+    parser.add_argument("--verify-images", type=Path, default=None, help="folder of images to verify on")
+    parser.add_argument("--trt", choices=TRT_PRECISIONS, default=None, help="build a TensorRT engine of this precision")
+    parser.add_argument("--fp16", action="store_true", help="also write the FP16 ONNX (implied by --trt fp16)")
+    parser.add_argument("--calib", type=Path, default=None, help="calibration image folder (INT8)")
+    parser.add_argument("--calib-images", type=int, default=100, help="calibrate on at most N images (default: 100)")
+    parser.add_argument(
+        "--calib-method", default="minmax", help="INT8 calibration: minmax, entropy or percentile (default: minmax)"
+    )
+    parser.add_argument(
+        "--int8-keep-float",
+        default=None,
+        metavar="GROUP,...",
+        help="INT8 layer groups to keep in float (e.g. backbone.stem,decoder.value_proj); 'none' quantizes all",
+    )
+    parser.add_argument(
+        "--int8-sensitivity",
+        action="store_true",
+        help="with --eval-data and --calib: measure each layer group's INT8 cost and record it in *.verify.json",
+    )
+    parser.add_argument("--int8-cpu", action="store_true", help="also write an ONNX Runtime INT8 model")
+    parser.add_argument(
+        "--openvino",
+        default=None,
+        metavar="PRECISIONS",
+        help=f"also write OpenVINO IRs (.xml + .bin), comma-separated: {', '.join(OPENVINO_PRECISIONS)} (int8: NNCF, "
+        "needs --calib); needs pip install 'rtdetr-deploy[openvino]'",
+    )
+    parser.add_argument(
+        "--fuse-preprocess",
+        action="store_true",
+        help="also write NAME.fused.onnx beside each ONNX: uint8 BGR frames [N, H, W, 3] of any size in, colour "
+        "conversion, resize and scaling in the graph (verified against the runtime's preprocessing)",
+    )
+    parser.add_argument(
+        "--eval-data",
+        type=Path,
+        default=None,
+        help="labelled COCO data (folder or 'synthetic'): measure every graph's AP, accept FP16/INT8 by AP loss",
+    )
+    parser.add_argument("--eval-split", default="val", help="split of --eval-data (default: val)")
+    parser.add_argument("--max-fp16-drop", type=float, default=0.005, help="AP FP16 may lose (default: 0.005)")
+    parser.add_argument("--max-int8-drop", type=float, default=0.02, help="AP INT8 may lose (default: 0.02)")
+    parser.add_argument("--max-bf16-drop", type=float, default=0.01, help="AP OpenVINO BF16 may lose (default: 0.01)")
+    parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
+    parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ExportConfig:
+    """Map parsed flags onto an ``ExportConfig`` (raises ``ValueError`` for bad values)."""
+    if args.dynamic_batch is not None:
+        batch = parse_batch_range(args.dynamic_batch)
+    else:
+        size = 1 if args.batch is None else args.batch
+        if size < 1:
+            raise ValueError(f"--batch must be positive, got {size}")
+        batch = (size, size, size)
+    if args.calib is not None and not args.calib.is_dir():
+        raise FileNotFoundError(f"calibration folder not found: {args.calib}")
+    # A folder is named by its own name (``rtdetr-export .`` writes ``<folder name>.onnx`` beside it).
+    weights = args.weights.resolve() if args.weights.is_dir() else args.weights
+    return ExportConfig(
+        weights=weights,
+        out_dir=args.out if args.out is not None else weights.parent,
+        preset=args.preset,
+        imgsz=parse_imgsz(args.imgsz) if args.imgsz is not None else None,
+        sampling=args.sampling,
+        batch=batch,
+        topk=args.topk,
+        opset=args.opset,
+        simplify=not args.no_simplify,
+        keep_unsimplified=args.keep_unsimplified,
+        verify_images=args.verify_images,
+        trt=args.trt,
+        fp16=args.fp16,
+        calib=args.calib,
+        calib_images=args.calib_images,
+        calib_method=args.calib_method,
+        int8_keep_float=_keep_float(args.int8_keep_float),
+        int8_sensitivity=args.int8_sensitivity,
+        int8_cpu=args.int8_cpu,
+        openvino=parse_openvino(args.openvino) if args.openvino is not None else (),
+        fuse_preprocess=args.fuse_preprocess,
+        workspace_gib=args.workspace,
+        timing_cache=args.timing_cache,
+        eval_data=args.eval_data,
+        eval_split=args.eval_split,
+        max_fp16_drop=args.max_fp16_drop,
+        max_int8_drop=args.max_int8_drop,
+        max_bf16_drop=args.max_bf16_drop,
+    )
+
+
+def _require(*modules: str) -> None:
+    """Fail before any work when a package the export needs is missing (the frame names its extra)."""
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise ImportError(f"No module named {module!r}", name=module)
+
+
+def _keep_float(text: str | None) -> tuple[str, ...]:
+    from ..export.int8_groups import DEFAULT_KEEP_FLOAT
+
+    if text is None:
+        return DEFAULT_KEEP_FLOAT
+    if text.strip().lower() == "none":
+        return ()
+    return tuple(text.split(","))
+
+
+def _export(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if not config.weights.exists():
+        raise FileNotFoundError(f"checkpoint not found: {config.weights}")
+    if config.openvino:
+        _require("openvino", *(("nncf",) if "int8" in config.openvino else ()))
+    from ..export.pipeline import export
+
+    result = export(config)
+    census = result.report["op_census"]
+    print("Op census: " + ", ".join(f"{op} {count}" for op, count in census.items()))  # type: ignore[union-attr]
+    swap = result.report["swap"]
+    print(
+        f"Discrete vs bilinear on the same weights: {swap['agreement']:.1%} of the top detections agree, "  # type: ignore[index]
+        f"mean score change {swap['mean_abs_score_delta']:.1e}"  # type: ignore[index]
+    )
+    print("Wrote:")
+    for path in result.files:
+        print(f"  {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``rtdetr-export``; returns the exit status (0 done, 1 failed, 2 bad input, 130 interrupted)."""
+    return run_command(PROG, build_parser(), argv, _export, interrupted="nothing was written")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
