@@ -2,6 +2,13 @@
 
 Used to verify exports (ONNX Runtime against PyTorch, FP16 and INT8 against FP32, discrete against bilinear
 sampling) and by the benchmarks. Numpy only, so that torch-free tools can use it.
+
+Agreement only means something where the ranking is decided. The other model returns its own top ``K``; a
+reference detection can drop out of it without any error when its score lies within the two models' error of
+the reference's ``K``-th score, where the ranking is a tie. With ``margin`` (the largest score difference the
+comparison allows, e.g. 1e-4 between two FP32 runtimes, a few 1e-2 for FP16), only *decided* detections count:
+those scoring more than ``2 * margin`` above the reference's ``K``-th score. Untrained weights score everything
+alike and leave nothing decided: the result then says so instead of measuring ties.
 """
 
 from __future__ import annotations
@@ -39,11 +46,13 @@ def compare_detections(
     *,
     iou: float = 0.9,
     topn: int = 100,
+    margin: float | None = None,
 ) -> dict[str, object]:
     """Agreement of a model's detections with a reference's, image by image (numpy only).
 
     Each image's ``topn`` best reference detections are matched greedily, best score first, to an unused test
-    detection (any rank) of the same label with IoU >= ``iou`` and the best IoU.
+    detection (any rank) of the same label with IoU >= ``iou`` and the best IoU. With ``margin``, only decided
+    reference detections (see the module docstring) are checked.
 
     Args:
         ref_outputs: reference ``labels [N, K]``, ``boxes [N, K, 4]`` xyxy pixels, ``scores [N, K]``, as a
@@ -51,45 +60,53 @@ def compare_detections(
         test_outputs: the same for the model under test (its K may differ).
         iou: IoU a match needs.
         topn: reference detections checked per image.
+        margin: the score difference the two models may have; ``None`` checks every top detection.
 
     Returns:
-        ``matched`` (fraction over all images), ``min_image_matched``, ``per_image_matched``, ``compared``
-        (reference detections checked), ``max_score_delta``/``mean_score_delta`` and ``max_box_delta_px``
-        over the matches, ``mean_iou`` of the matches, ``max_sorted_score_delta`` (top-``topn`` scores compared
-        rank by rank).
+        ``matched`` (fraction over all images; ``None`` when nothing was decided), ``min_image_matched``,
+        ``per_image_matched``, ``compared`` (reference detections checked), ``candidates`` (top detections
+        before the decided filter),
+        ``max_score_delta``/``mean_score_delta`` and ``max_box_delta_px`` over the matches, ``mean_iou`` of the
+        matches, ``max_sorted_score_delta`` (top-``topn`` scores compared rank by rank).
     """
     ref_labels, ref_boxes, ref_scores = _as_triplet(ref_outputs)
     test_labels, test_boxes, test_scores = _as_triplet(test_outputs)
     if ref_labels.shape[0] != test_labels.shape[0]:
         raise ValueError(f"batch sizes differ: reference {ref_labels.shape[0]}, test {test_labels.shape[0]}")
     per_image, score_deltas, box_deltas, ious = [], [], [], []
-    compared = matched_total = 0
+    compared = matched_total = candidates = 0
     for i in range(ref_labels.shape[0]):
         order = np.argsort(-ref_scores[i], kind="stable")[:topn]
+        candidates += len(order)
+        if margin is not None:
+            cutoff = float(ref_scores[i].min())
+            order = order[ref_scores[i][order] > cutoff + 2 * margin]
         overlaps = _box_iou(ref_boxes[i][order], test_boxes[i])
         overlaps[ref_labels[i][order][:, None] != test_labels[i][None, :]] = -1.0
         used = np.zeros(test_labels.shape[1], dtype=bool)
         matched = 0
         for row, ref_index in enumerate(order):
-            candidates = np.where(used, -1.0, overlaps[row])
-            j = int(candidates.argmax()) if candidates.size else -1
-            if j < 0 or candidates[j] < iou:
+            options = np.where(used, -1.0, overlaps[row])
+            j = int(options.argmax()) if options.size else -1
+            if j < 0 or options[j] < iou:
                 continue
             used[j] = True
             matched += 1
             score_deltas.append(abs(float(ref_scores[i][ref_index]) - float(test_scores[i][j])))
             box_deltas.append(float(np.abs(ref_boxes[i][ref_index] - test_boxes[i][j]).max()))
-            ious.append(float(candidates[j]))
-        per_image.append(matched / max(len(order), 1))
+            ious.append(float(options[j]))
+        if len(order):
+            per_image.append(matched / len(order))
         compared += len(order)
         matched_total += matched
     count = min(topn, ref_scores.shape[1], test_scores.shape[1])
     sorted_delta = np.abs(-np.sort(-ref_scores, axis=1)[:, :count] - -np.sort(-test_scores, axis=1)[:, :count])
     return {
-        "matched": matched_total / max(compared, 1),
+        "matched": matched_total / compared if compared else None,
         "min_image_matched": min(per_image, default=1.0),
         "per_image_matched": per_image,
         "compared": compared,
+        "candidates": candidates,
         "max_score_delta": max(score_deltas, default=0.0),
         "mean_score_delta": float(np.mean(score_deltas)) if score_deltas else 0.0,
         "max_box_delta_px": max(box_deltas, default=0.0),

@@ -30,8 +30,9 @@ noted where it is handled):
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from transformers import RTDetrResNetConfig, RTDetrV2Config
@@ -48,6 +49,7 @@ __all__ = [
     "load_official_into_hf",
     "num_eval_layers",
     "official_to_hf_state_dict",
+    "recording_hf_discrete_decisions",
     "use_official_position_embedding",
 ]
 
@@ -398,3 +400,36 @@ def load_official_into_hf(hf_model: torch.nn.Module, state_dict: Mapping[str, to
     loaded = hf_model.state_dict()
     wrong = [k for k, v in mapped.items() if not torch.equal(loaded[k], v.to(loaded[k].dtype))]
     assert not wrong, f"HF tensors not holding the copied weights (tied?): {wrong[:8]}"
+
+
+@contextlib.contextmanager
+def recording_hf_discrete_decisions() -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Record the pixel index HF's discrete sampling picks for every coordinate, in our decision order.
+
+    HF's ``multi_scale_deformable_attention_v2`` rounds ``sampling_locations * [W, H] + 0.5`` inside; this wraps
+    it and computes, from the very arguments HF receives and with HF's own arithmetic, the values it rounds and
+    the clamped outcomes, per level x then y: the ``(values, outcome)`` pairs that
+    ``rtdetr_deploy.models.decisions.DecisionLog(replay=...)`` takes (after our own query selection).
+    """
+    from transformers.models.rt_detr_v2 import modeling_rt_detr_v2 as modeling
+
+    original = modeling.multi_scale_deformable_attention_v2
+    recorded: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def recording(
+        value, value_spatial_shapes, sampling_locations, attention_weights, num_points_list, method="default"
+    ):  # noqa: ANN001, ANN202, E501
+        if method == "discrete":
+            grids = sampling_locations.permute(0, 2, 1, 3, 4).flatten(0, 1).split(num_points_list, dim=-2)
+            for level, (height, width) in enumerate(value_spatial_shapes):
+                values = grids[level] * torch.tensor([[width, height]], device=value.device) + 0.5
+                coords = values.to(torch.int64)
+                recorded.append((values[..., 0], coords[..., 0].clamp(0, width - 1)))
+                recorded.append((values[..., 1], coords[..., 1].clamp(0, height - 1)))
+        return original(value, value_spatial_shapes, sampling_locations, attention_weights, num_points_list, method)
+
+    modeling.multi_scale_deformable_attention_v2 = recording
+    try:
+        yield recorded
+    finally:
+        modeling.multi_scale_deformable_attention_v2 = original

@@ -5,9 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ExportConfig", "TRT_PRECISIONS", "parse_batch_range", "parse_imgsz"]
+from ..artifacts import OPENVINO_PRECISIONS
+from .int8_groups import DEFAULT_KEEP_FLOAT, check_groups
+
+__all__ = [
+    "CALIBRATION_METHODS",
+    "ExportConfig",
+    "OPENVINO_PRECISIONS",
+    "TRT_PRECISIONS",
+    "parse_batch_range",
+    "parse_openvino",
+]
 
 TRT_PRECISIONS = ("fp32", "fp16", "int8")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+# An FP32 graph on another runtime (the OpenVINO FP32 IR) differs from the ONNX by float rounding only.
+FP32_AP_TOLERANCE = 0.001
 
 
 @dataclass(frozen=True)
@@ -27,10 +40,25 @@ class ExportConfig:
         keep_unsimplified: also keep the graph as traced, beside the simplified one.
         verify_images: folder of images for verification; generated images when None.
         trt: TensorRT precision to build for (None: ONNX only).
+        fp16: also write the FP16 ONNX (FP32 islands), as ``--trt fp16`` does, without building an engine.
         calib: folder of calibration images (required for int8).
+        calib_images: calibrate on at most this many of them (the first, sorted by name).
+        calib_method: ``"minmax"`` (default), ``"entropy"`` or ``"percentile"``.
+        int8_keep_float: INT8 layer groups (``int8_groups.INT8_GROUPS``) kept in float.
+        int8_sensitivity: measure, with ``eval_data``, what each layer group costs in INT8 (one group in float at
+            a time) and record the table in the report.
         int8_cpu: also write an ONNX Runtime static-quantized INT8 model.
+        openvino: OpenVINO IRs to write beside the ONNX (``fp32``, ``bf16``, ``int8``; int8 needs ``calib``).
+        fuse_preprocess: also write ``<name>.fused.onnx`` beside each ONNX graph, taking uint8 BGR frames of any
+            size and preprocessing them in the graph (``export.fused``), verified against the runtime's.
         workspace_gib: TensorRT builder workspace limit.
         timing_cache: TensorRT timing cache file, read if present and updated after the build.
+        eval_data: labelled COCO-format data (a dataset folder or ``"synthetic"``): every written graph is
+            evaluated on it, and FP16 and INT8 are accepted by their loss in AP against FP32.
+        eval_split: the split of ``eval_data`` to evaluate on.
+        max_fp16_drop: COCO AP the FP16 graph may lose against FP32 (with ``eval_data``).
+        max_int8_drop: COCO AP an INT8 graph may lose against FP32 (with ``eval_data``).
+        max_bf16_drop: COCO AP the OpenVINO BF16 IR may lose against FP32 (with ``eval_data``).
     """
 
     weights: Path
@@ -45,10 +73,22 @@ class ExportConfig:
     keep_unsimplified: bool = False
     verify_images: Path | None = None
     trt: str | None = None
+    fp16: bool = False
     calib: Path | None = None
+    calib_images: int = 100
+    calib_method: str = "minmax"
+    int8_keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT
+    int8_sensitivity: bool = False
     int8_cpu: bool = False
+    openvino: tuple[str, ...] = ()
+    fuse_preprocess: bool = False
     workspace_gib: float = 4.0
     timing_cache: Path | None = None
+    eval_data: Path | None = None
+    eval_split: str = "val"
+    max_fp16_drop: float = 0.005
+    max_int8_drop: float = 0.02
+    max_bf16_drop: float = 0.01
 
     def __post_init__(self) -> None:
         if self.sampling not in ("discrete", "bilinear"):
@@ -65,27 +105,47 @@ class ExportConfig:
             raise ValueError(f"--opset must be 17 or newer (LayerNormalization), got {self.opset}")
         if self.trt is not None and self.trt not in TRT_PRECISIONS:
             raise ValueError(f"--trt must be one of {', '.join(TRT_PRECISIONS)}, got {self.trt!r}")
-        if (self.trt == "int8" or self.int8_cpu) and self.calib is None:
+        if self.calib_images < 1:
+            raise ValueError(f"--calib-images must be positive, got {self.calib_images}")
+        if self.calib_method not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.calib_method!r}"
+            )
+        object.__setattr__(self, "int8_keep_float", check_groups(self.int8_keep_float))
+        if self.int8_sensitivity and (self.eval_data is None or self.calib is None):
+            raise ValueError(
+                "--int8-sensitivity needs labelled data and calibration images: pass --eval-data and --calib"
+            )
+        for precision in self.openvino:
+            if precision not in OPENVINO_PRECISIONS:
+                raise ValueError(f"--openvino {precision!r}: choose from {', '.join(OPENVINO_PRECISIONS)}")
+        if len(set(self.openvino)) != len(self.openvino):
+            raise ValueError(f"--openvino names a precision twice: {','.join(self.openvino)}")
+        if (self.trt == "int8" or self.int8_cpu or "int8" in self.openvino) and self.calib is None:
             raise ValueError("INT8 needs calibration images: pass --calib DIR")
         if self.workspace_gib <= 0:
             raise ValueError(f"--workspace must be positive, got {self.workspace_gib}")
+        for name in ("max_fp16_drop", "max_int8_drop", "max_bf16_drop"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"--{name.replace('_', '-')} must lie in [0, 1], got {getattr(self, name)}")
+
+    def allowed_ap_drop(self, precision: str) -> float:
+        """The AP a ``precision`` graph may lose against the FP32 ONNX (``fp16``, ``bf16`` or ``int8``; ``fp32``:
+        an FP32 graph on another runtime, ``FP32_AP_TOLERANCE``)."""
+        drops = {"fp32": FP32_AP_TOLERANCE, "fp16": self.max_fp16_drop, "bf16": self.max_bf16_drop}
+        return {**drops, "int8": self.max_int8_drop}[precision]
 
     @property
     def dynamic_batch(self) -> bool:
         return self.batch[0] != self.batch[2]
 
 
-def parse_imgsz(text: str) -> tuple[int, int]:
-    """``"640"`` -> (640, 640); ``"384,640"`` -> (384, 640) as (height, width)."""
-    try:
-        values = [int(v) for v in text.replace("x", ",").split(",")]
-    except ValueError:
-        raise ValueError(f"--imgsz must be N or H,W (integers), got {text!r}") from None
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2:
-        raise ValueError(f"--imgsz must be N or H,W, got {text!r}")
-    return values[0], values[1]
+def parse_openvino(text: str) -> tuple[str, ...]:
+    """``"fp32,int8"`` -> ``("fp32", "int8")`` (validated by ``ExportConfig``)."""
+    precisions = tuple(item.strip().lower() for item in str(text).split(",") if item.strip())
+    if not precisions:
+        raise ValueError(f"--openvino needs one or more of {', '.join(OPENVINO_PRECISIONS)}, got {text!r}")
+    return precisions
 
 
 def parse_batch_range(text: str) -> tuple[int, int, int]:

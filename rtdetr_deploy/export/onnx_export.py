@@ -1,4 +1,11 @@
-"""Trace an RT-DETRv2 into ONNX with the official deploy I/O, check it, simplify it, stamp its metadata."""
+"""Trace an RT-DETRv2 into ONNX with the official deploy I/O, check it, simplify it, stamp its metadata.
+
+What is traced is the *probe*: the deploy graph (``images``, ``orig_target_sizes`` in; ``labels``, ``boxes``,
+``scores`` out) with extra outputs for the raw decoder outputs (``pred_logits``, ``pred_boxes``) and for the
+inputs and outcomes of every decision point (``decision.<i>.values``, ``decision.<i>.outcome``; see
+``models.decisions``). Verification runs the probe; the file that is published is the probe with those outputs
+removed (``strip_probe``), so what was verified is exactly what ships, node for node.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import collections
 import copy
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -15,26 +23,58 @@ from torch import nn
 from ..atomic import atomic_path
 from ..errors import ExportError
 from ..metadata import ModelMetadata
-from ..models.postprocess import DeployModel, PostProcessor
+from ..models.decisions import DecisionLog
+from ..models.postprocess import PostProcessor
 from ..models.rtdetr import RTDETR
 
-__all__ = ["export_onnx", "export_raw_onnx", "op_census", "check_onnx", "INPUT_NAMES", "OUTPUT_NAMES"]
+__all__ = [
+    "INPUT_NAMES",
+    "OUTPUT_NAMES",
+    "RAW_OUTPUT_NAMES",
+    "Probe",
+    "check_onnx",
+    "export_probe",
+    "op_census",
+    "strip_probe",
+]
 
 INPUT_NAMES = ["images", "orig_target_sizes"]
 OUTPUT_NAMES = ["labels", "boxes", "scores"]
 RAW_OUTPUT_NAMES = ["pred_logits", "pred_boxes"]
 
 
-class _RawOutputs(nn.Module):
-    """The detector with its dict output flattened to ``(pred_logits, pred_boxes)`` for tracing."""
+@dataclass(frozen=True)
+class Probe:
+    """A traced probe graph and what its extra outputs hold.
 
-    def __init__(self, model: RTDETR) -> None:
+    Attributes:
+        path: the probe ONNX.
+        decisions: ``(kind, where)`` of each decision point, in the order of its ``decision.<i>`` outputs.
+    """
+
+    path: Path
+    decisions: tuple[tuple[str, str], ...]
+
+    @property
+    def decision_outputs(self) -> list[str]:
+        return [f"decision.{i}.{part}" for i in range(len(self.decisions)) for part in ("values", "outcome")]
+
+
+class _ProbeModule(nn.Module):
+    """Detector + post-processing, returning the deploy outputs, the raw outputs and every decision (as ``[B, -1]``)."""
+
+    def __init__(self, model: RTDETR, postprocessor: PostProcessor) -> None:
         super().__init__()
         self.model = model
+        self.postprocessor = postprocessor
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(images)
-        return out["pred_logits"], out["pred_boxes"]
+    def forward(self, images: torch.Tensor, orig_target_sizes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with DecisionLog() as log:
+            raw = self.model(images)
+        labels, boxes, scores = self.postprocessor(raw, orig_target_sizes)
+        batch = images.shape[0]
+        decided = [t.reshape(batch, -1) for d in log.decisions for t in (d.values, d.outcome)]
+        return (labels, boxes, scores, raw["pred_logits"], raw["pred_boxes"], *decided)
 
 
 def _trace(
@@ -65,26 +105,6 @@ def _trace(
             # example batch for this model.
             dynamo=False,
         )
-
-
-def _example_inputs(model: RTDETR, input_size: tuple[int, int], batch: int) -> torch.Tensor:
-    device = next(model.parameters()).device
-    return torch.rand(batch, 3, *input_size, device=device)
-
-
-def export_raw_onnx(model: RTDETR, path: str | Path, *, input_size: tuple[int, int], opset: int = 17) -> Path:
-    """Export the detector without post-processing (outputs ``pred_logits``, ``pred_boxes``), dynamic batch."""
-    images = _example_inputs(model, input_size, 2)
-    _trace(
-        _RawOutputs(model).eval(),
-        (images,),
-        Path(path),
-        input_names=["images"],
-        output_names=RAW_OUTPUT_NAMES,
-        dynamic=True,
-        opset=opset,
-    )
-    return Path(path)
 
 
 def op_census(model: onnx.ModelProto) -> dict[str, int]:
@@ -122,40 +142,77 @@ def _set_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
     model.doc_string = f"RT-DETRv2 {metadata.preset}, {metadata.sampling} sampling, {metadata.precision}"
 
 
-def export_onnx(
+def strip_probe(probe: onnx.ModelProto, *, outputs: list[str] = OUTPUT_NAMES) -> onnx.ModelProto:
+    """The deploy graph of a probe: only ``outputs`` (``labels``, ``boxes``, ``scores``) stay outputs; nodes and
+    initializers that fed nothing but the removed outputs go (the others are the probe's own, untouched).
+    ``outputs=RAW_OUTPUT_NAMES`` gives the graph without post-processing."""
+    deploy = onnx.ModelProto()
+    deploy.CopyFrom(probe)
+    graph = deploy.graph
+    kept = [out for out in graph.output if out.name in outputs]
+    if [out.name for out in kept] != list(outputs):
+        raise ExportError(f"the probe lacks the outputs {list(outputs)}: {[o.name for o in graph.output]}")
+    del graph.output[:]
+    graph.output.extend(kept)
+    while True:
+        used = {name for node in graph.node for name in node.input} | set(outputs)
+        dead = [node for node in graph.node if not any(name in used for name in node.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input}
+    initializers = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    kept_info = [info for info in graph.value_info if info.name in used]
+    del graph.value_info[:]
+    graph.value_info.extend(kept_info)
+    return deploy
+
+
+def _decision_points(model: RTDETR, input_size: tuple[int, int]) -> tuple[tuple[str, str], ...]:
+    """``(kind, where)`` of every decision the model makes on one image, in order (a dry run)."""
+    device = next(model.parameters()).device
+    with torch.no_grad(), DecisionLog() as log:
+        model(torch.rand(1, 3, *input_size, device=device))
+    return tuple((d.kind, d.where) for d in log.decisions)
+
+
+def export_probe(
     model: RTDETR,
     path: str | Path,
     *,
     metadata: ModelMetadata,
     simplify: bool = True,
-    keep_unsimplified: bool = False,
-) -> tuple[Path, dict[str, int]]:
-    """Export ``model`` with in-graph post-processing to ``path`` (written atomically).
+    keep_unsimplified: Path | None = None,
+) -> Probe:
+    """Trace the probe of ``model`` (see the module docstring) to ``path``, checked, simplified, with metadata.
 
     The graph runs at ``metadata.input_size`` with the batch range ``metadata.batch`` and returns the
-    ``metadata.topk`` best detections. The model is deep-copied and reparameterised; the caller's model is
-    left as it was.
-
-    Returns:
-        The ONNX path and its operator census.
+    ``metadata.topk`` best detections. The model is deep-copied and reparameterised; the caller's model is left as
+    it was. With ``keep_unsimplified``, the deploy graph as traced (before onnxslim) is also written there.
     """
     path = Path(path)
     if model.sampling != metadata.sampling:
         raise ExportError(f"model samples with {model.sampling!r} but metadata says {metadata.sampling!r}")
-    deployable = DeployModel(copy.deepcopy(model).deploy(), PostProcessor(topk=metadata.topk)).eval()
+    deployable = copy.deepcopy(model).deploy()
+    decisions = _decision_points(deployable, metadata.input_size)
+    probe_module = _ProbeModule(deployable, PostProcessor(topk=metadata.topk)).eval()
+    output_names = OUTPUT_NAMES + RAW_OUTPUT_NAMES + Probe(path, decisions).decision_outputs
     low, opt, high = metadata.batch
     dynamic = low != high
     batch = max(opt, 2) if dynamic else opt
-    images = _example_inputs(model, metadata.input_size, batch)
-    sizes = torch.tensor([metadata.input_size[::-1]] * batch, dtype=torch.int64, device=images.device)
+    images = torch.rand(batch, 3, *metadata.input_size, device=next(model.parameters()).device)
+    sizes_wh = torch.tensor([metadata.input_size[::-1]] * batch, dtype=torch.int64, device=images.device)
     with tempfile.TemporaryDirectory() as tmp:
         traced_path = Path(tmp) / "traced.onnx"
         _trace(
-            deployable,
-            (images, sizes),
+            probe_module,
+            (images, sizes_wh),
             traced_path,
             input_names=INPUT_NAMES,
-            output_names=OUTPUT_NAMES,
+            output_names=output_names,
             dynamic=dynamic,
             opset=metadata.opset,
         )
@@ -164,10 +221,10 @@ def export_onnx(
     final = _simplify(traced) if simplify else traced
     check_onnx(final, sampling=metadata.sampling)
     _set_metadata(final, metadata)
-    if simplify and keep_unsimplified:
+    if keep_unsimplified is not None:
         _set_metadata(traced, metadata)
-        with atomic_path(path.with_name(path.stem + ".unsimplified.onnx")) as tmp_path:
-            onnx.save(traced, str(tmp_path))
+        with atomic_path(keep_unsimplified) as tmp_path:
+            onnx.save(strip_probe(traced), str(tmp_path))
     with atomic_path(path) as tmp_path:
         onnx.save(final, str(tmp_path))
-    return path, op_census(final)
+    return Probe(path, decisions)

@@ -1,12 +1,13 @@
-"""The export pipeline: load -> trace -> check -> simplify -> verify -> precision -> build.
+"""The export pipeline: load -> trace -> check -> simplify -> verify -> precision -> (accuracy) -> build.
 
 Every file is produced in a staging folder inside the output folder and moved into place only once the
-whole export has succeeded, so a failed or interrupted export leaves the folder as it was.
+whole export has succeeded, so a failed or interrupted export leaves the folder as it was. Each graph is
+traced and checked as a probe (``onnx_export``); the published file is the verified probe without its extra
+outputs, and each precision variant is derived from the FP32 probe the same way.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -17,19 +18,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
-from ..agreement import compare_detections
+import onnx
+
+from ..artifacts import engine_path, onnx_path, precision_of_variant, report_path
+from ..atomic import atomic_path
+from ..checksum import source_sha256
+from ..engine_format import sidecar_path
 from ..errors import EngineBuildError, ExportError
 from ..metadata import ModelMetadata
 from ..models.checkpoint import load_model
+from ..models.rtdetr import RTDETR
+from ..version import __version__
 from .config import ExportConfig
-from .onnx_export import export_onnx, export_raw_onnx
-from .verify import Tolerances, run_deploy_graph, sampling_swap_report, to_input, verification_images, verify_onnx
+from .onnx_export import Probe, export_probe, op_census, strip_probe
+from .variants import NOT_DECISIVE, VARIANT_RULES, check_variant
+from .verify import Tolerances, sampling_swap_report, verification_images, verify_against_pytorch
 
 __all__ = ["ExportResult", "export"]
-
-# The FP16 graph must keep this fraction of the FP32 graph's top detections (same label, IoU >= 0.9).
-FP16_MIN_MATCHED = 0.99
 
 
 @dataclass
@@ -62,21 +67,47 @@ class _Steps:
             print(f"  {name:<9} {self.timings[name]:6.1f} s  {note['detail']}", flush=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _check_writable(folder: Path) -> None:
+def _check_inputs(config: ExportConfig) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=config.out_dir):
             pass
     except OSError as exc:
-        raise ValueError(f"output folder is not writable: {folder} ({exc.strerror})") from None
+        raise ValueError(f"output folder is not writable: {config.out_dir} ({exc.strerror})") from None
+    for what, folder in (("verification image", config.verify_images), ("calibration", config.calib)):
+        if folder is not None and not folder.is_dir():
+            raise FileNotFoundError(f"{what} folder not found: {folder}")
+    if config.eval_data is not None and str(config.eval_data) != "synthetic" and not config.eval_data.is_dir():
+        raise FileNotFoundError(f"evaluation data folder not found: {config.eval_data}")
+
+
+def _load(config: ExportConfig) -> tuple[RTDETR, ModelMetadata, str]:
+    model = load_model(config.weights, preset=config.preset, sampling=config.sampling)
+    info = model.info
+    input_size = config.imgsz or info.input_size
+    model.set_eval_size(input_size)
+    metadata = ModelMetadata(
+        preset=model.config.name,
+        input_size=input_size,
+        class_names=info.class_names,
+        category_ids=info.category_ids,
+        sampling=config.sampling,
+        topk=min(config.topk, model.config.num_queries * info.num_classes),
+        batch=config.batch,
+        package_version=__version__,
+        source_sha256=source_sha256(config.weights),
+        opset=config.opset,
+    )
+    detail = (
+        f"{metadata.preset}, {info.num_classes} classes, {config.sampling} sampling, {input_size[0]}x{input_size[1]}"
+    )
+    return model, metadata, detail
+
+
+def _publishable(probe_model: onnx.ModelProto, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        onnx.save(strip_probe(probe_model), str(tmp))
+    return path
 
 
 def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
@@ -84,91 +115,58 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
 
     Raises:
         FileNotFoundError, ValueError, CheckpointError: bad input (nothing is written).
-        ExportError: the graph failed its checks or verification (nothing is written).
+        ExportError: the graph failed its checks, its verification or an accuracy gate (nothing is written).
         EngineBuildError: TensorRT is missing or failed; the verified ONNX files are kept.
     """
-    _check_writable(config.out_dir)
-    if config.verify_images is not None and not config.verify_images.is_dir():
-        raise FileNotFoundError(f"verification image folder not found: {config.verify_images}")
+    _check_inputs(config)
     steps = _Steps(verbose=verbose)
-    stem = config.weights.stem
+    stem = config.weights.stem if config.weights.is_file() else config.weights.name
     with tempfile.TemporaryDirectory(dir=config.out_dir, prefix=".export-") as staging_dir:
         staging = Path(staging_dir)
+        (staging / "probes").mkdir()
         with steps.step("load") as note:
-            model = load_model(config.weights, preset=config.preset, sampling=config.sampling)
-            info = model.info
-            input_size = config.imgsz or info.input_size
-            model.set_eval_size(input_size)
-            metadata = ModelMetadata(
-                preset=model.config.name,
-                input_size=input_size,
-                class_names=info.class_names,
-                category_ids=info.category_ids,
-                sampling=config.sampling,
-                topk=min(config.topk, model.config.num_queries * info.num_classes),
-                batch=config.batch,
-                package_version=__version__,
-                source_sha256=_sha256(config.weights),
-                opset=config.opset,
-            )
-            note["detail"] = (
-                f"{metadata.preset}, {info.num_classes} classes, {config.sampling} sampling, "
-                f"{input_size[0]}x{input_size[1]}"
-            )
+            model, metadata, note["detail"] = _load(config)
         with steps.step("trace") as note:
-            onnx_path, census = export_onnx(
+            unsimplified = staging / f"{stem}.unsimplified.onnx" if config.keep_unsimplified else None
+            probe = export_probe(
                 model,
-                staging / f"{stem}.onnx",
+                onnx_path(staging / "probes", stem),
                 metadata=metadata,
                 simplify=config.simplify,
-                keep_unsimplified=config.keep_unsimplified,
+                keep_unsimplified=unsimplified,
             )
-            raw_path = export_raw_onnx(model, staging / "raw.onnx", input_size=input_size, opset=config.opset)
+            deploy = _publishable(onnx.load(str(probe.path)), onnx_path(staging, stem))
+            census = op_census(onnx.load(str(deploy)))
             note["detail"] = f"{sum(census.values())} nodes, GridSample: {census.get('GridSample', 0)}"
+        images = verification_images(config.verify_images)
         with steps.step("verify") as note:
-            images = verification_images(config.verify_images)
-            report = verify_onnx(
-                onnx_path,
-                raw_path,
-                model,
-                images,
-                input_size=input_size,
-                topk=metadata.topk,
-                batch=metadata.batch,
-                tolerances=Tolerances(),
-            )
-            raw_path.unlink()
-            report["op_census"] = census
-            report["swap"] = sampling_swap_report(model, images, input_size=input_size)
-            note["detail"] = (
-                f"{'passed' if report['passed'] else 'FAILED'}: {report['min_matched']:.1%} of top detections agree, "
-                f"max score delta {report['max_score_delta']:.1e}"
-            )
-        if not report["passed"]:
-            raise ExportError("verification failed: " + "; ".join(report["failures"]))  # type: ignore[arg-type]
-        for precision, target in _precision_variants(config):
-            with steps.step(precision) as note:
-                variant = _write_precision_variant(onnx_path, staging, precision, target, config)
-                agreement = _variant_agreement(onnx_path, variant, images, metadata)
-                report[variant.stem.split(".", 1)[1]] = {"file": variant.name, **agreement}
-                note["detail"] = f"{variant.name}: {agreement['matched']:.1%} of FP32's top detections kept"
-            if precision == "fp16" and agreement["matched"] < FP16_MIN_MATCHED:
-                raise ExportError(
-                    f"FP16 model keeps only {agreement['matched']:.1%} of FP32's top detections "
-                    f"(< {FP16_MIN_MATCHED:.0%})"
-                )
-        report_path = staging / f"{stem}.verify.json"
+            verification = verify_against_pytorch(probe, deploy, model, images, tolerances=Tolerances())
+            note["detail"] = _verify_line(verification)
+        if not verification["passed"]:
+            raise ExportError("verification failed: " + "; ".join(verification["failures"]))  # type: ignore[arg-type]
+        report: dict[str, object] = {"passed": True, "verification": verification, "op_census": census}
+        report["swap"] = sampling_swap_report(model, images, input_size=metadata.input_size)
+        variants = _write_variants(config, probe, staging, stem, images, steps)
+        report["variants"] = {variant: variant_report for variant, (_, variant_report) in variants.items()}
+        irs = _write_openvino(config, probe, staging, stem, images, steps)
+        if irs:
+            report["openvino"] = {variant: ir_report for variant, (_, ir_report) in irs.items()}
+        if config.fuse_preprocess:
+            from .fused import write_fused
+
+            report["fused"] = write_fused([deploy, *(path for path, _ in variants.values())], images, step=steps.step)
+        if config.eval_data is not None:
+            paths = {"fp32": deploy, **{variant: path for variant, (path, _) in {**variants, **irs}.items()}}
+            report["accuracy"] = _accuracy_gates(config, paths, steps)
+        if config.int8_sensitivity:
+            report["int8_sensitivity"] = _int8_sensitivity(config, deploy, steps)
+        _refuse_failed_variants(report)
         report["metadata"] = metadata.to_props()
         report["timings_s"] = steps.timings
-        report_path.write_text(json.dumps(report, indent=2))
+        report_file = report_path(staging, stem)
+        report_file.write_text(json.dumps(report, indent=2))
         files = _publish(staging, config.out_dir)
-    result = ExportResult(
-        onnx=config.out_dir / onnx_path.name,
-        report_path=config.out_dir / report_path.name,
-        report=report,
-        files=files,
-        timings=steps.timings,
-    )
+    result = ExportResult(config.out_dir / deploy.name, config.out_dir / report_file.name, report, files, steps.timings)
     if config.trt is not None:
         with steps.step("build") as note:
             result.files += _build_engine(config, result, stem)
@@ -176,69 +174,178 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
     return result
 
 
-def _precision_variants(config: ExportConfig) -> list[tuple[str, str]]:
-    """``(precision, int8 target)`` of each precision ONNX the config asks for, beside the FP32 one."""
+def _verify_line(report: dict) -> str:
+    decisions, raw, detections = report["decisions"], report["raw"], report["detections"]
+    status = "passed" if report["passed"] else "FAILED"
+    decided = (
+        f"{detections['matched']:.1%} of {detections['decided']} decided top detections agree"
+        if detections["matched"] is not None
+        else "no decided top detections (untrained weights: raw outputs compared)"
+    )
+    return (
+        f"{status}: {decided}; {raw['within_tolerance']:.1%} of raw queries within tolerance; "
+        f"decisions: {decisions['ties']} ties, {decisions['disagreements']} errors"
+    )
+
+
+def _variants(config: ExportConfig) -> list[str]:
+    """The precision variants the config asks for, beside the FP32 graph (``artifacts.VARIANTS`` names)."""
     variants = []
-    if config.trt == "fp16":
-        variants.append(("fp16", ""))
+    if config.trt == "fp16" or config.fp16:
+        variants.append("fp16")
     if config.trt == "int8":
-        variants.append(("int8", "tensorrt"))
+        variants.append("int8")
     if config.int8_cpu:
-        variants.append(("int8", "onnxruntime"))
+        variants.append("int8-cpu")
     return variants
 
 
-def _write_precision_variant(onnx_path: Path, staging: Path, precision: str, target: str, config: ExportConfig) -> Path:
+def _write_variants(
+    config: ExportConfig, probe: Probe, staging: Path, stem: str, images: list, steps: _Steps
+) -> dict[str, tuple[Path, dict]]:
+    """Write each variant's probe and published graph and judge it against FP32; ``{variant: (path, report)}``."""
     from .precision import convert_fp16
     from .quantize import quantize_int8
 
-    if precision == "fp16":
-        return convert_fp16(onnx_path, staging / f"{onnx_path.stem}.fp16.onnx")
-    suffix = "int8" if target == "tensorrt" else "int8-cpu"
-    return quantize_int8(onnx_path, staging / f"{onnx_path.stem}.{suffix}.onnx", config.calib, target=target)
+    written = {}
+    for variant in _variants(config):
+        with steps.step(variant) as note:
+            variant_probe = onnx_path(staging / "probes", stem, variant)
+            if variant == "fp16":
+                convert_fp16(probe.path, variant_probe)
+            else:
+                target = "tensorrt" if variant == "int8" else "onnxruntime"
+                quantize_int8(
+                    probe.path,
+                    variant_probe,
+                    config.calib,
+                    target=target,
+                    max_images=config.calib_images,
+                    keep_float=config.int8_keep_float,
+                    calibration=config.calib_method,
+                )
+            published = _publishable(onnx.load(str(variant_probe)), onnx_path(staging, stem, variant))
+            precision = precision_of_variant(variant)
+            report = check_variant(
+                probe, variant_probe, published, images, precision=precision, rules=VARIANT_RULES[precision]
+            )
+            written[variant] = (published, {"file": published.name, **report})
+            note["detail"] = f"{published.name}: {_variant_line(report)}"
+    return written
 
 
-def _variant_agreement(fp32_path: Path, variant_path: Path, images: list, metadata: ModelMetadata) -> dict[str, object]:
-    """How many of the FP32 graph's top detections the precision variant keeps, in ONNX Runtime on CPU."""
-    pixels, sizes = to_input(images, metadata.input_size)
-    reference = run_deploy_graph(fp32_path, pixels, sizes, metadata.batch)
-    candidate = run_deploy_graph(variant_path, pixels, sizes, metadata.batch)
-    agreement = compare_detections(reference, candidate, topn=min(100, metadata.topk))
-    return {
-        "matched": agreement["matched"],
-        "min_image_matched": agreement["min_image_matched"],
-        "max_score_delta": agreement["max_score_delta"],
-        "max_box_delta_px": agreement["max_box_delta_px"],
-        "runs_in_onnxruntime": True,
-    }
+def _write_openvino(
+    config: ExportConfig, probe: Probe, staging: Path, stem: str, images: list, steps: _Steps
+) -> dict[str, tuple[Path, dict]]:
+    """Write and judge each OpenVINO IR the config asks for (``export.openvino``); ``{variant: (xml, report)}``."""
+    if not config.openvino:
+        return {}
+    from .openvino import write_ir
+
+    written = {}
+    for precision in config.openvino:
+        with steps.step(f"ov-{precision}") as note:
+            path, report = write_ir(config, probe, staging, stem, images, precision=precision)
+            written[f"openvino-{precision}"] = (path, report)
+            note["detail"] = f"{path.name}: {_variant_line(report)}"
+    return written
+
+
+def _variant_line(report: dict) -> str:
+    detections = report["detections"]
+    if detections["matched"] is None or report["rule"] == NOT_DECISIVE:
+        raw = report["raw"]
+        return f"not decisive (untrained weights); {raw['within_tolerance']:.1%} of encoder scores close to FP32's"
+    return f"{detections['matched']:.1%} of FP32's {detections['decided']} decided top detections kept"
+
+
+def _accuracy_gates(config: ExportConfig, paths: dict[str, Path], steps: _Steps) -> dict[str, object]:
+    """COCO AP of every written graph on the labelled data, and whether each variant stays within its allowed
+    loss against FP32 (``config.max_ap_drop``)."""
+    from ..eval.evaluate import evaluate_models, load_eval_data
+
+    with steps.step("accuracy") as note:
+        data = load_eval_data(config.eval_data, split=config.eval_split)
+        scores = evaluate_models(list(paths.values()), data, progress=False)
+        fp32_ap = scores[0].metrics["AP"]
+        gates = {}
+        for (variant, path), score in zip(paths.items(), scores, strict=True):
+            drop = fp32_ap - score.metrics["AP"]
+            allowed = config.allowed_ap_drop(precision_of_variant(variant)) if variant != "fp32" else None
+            gates[variant] = {
+                "file": path.name,
+                **score.metrics,
+                "delta_AP": -drop,
+                "allowed_drop": allowed,
+                "accepted": allowed is None or drop <= allowed,
+            }
+        note["detail"] = ", ".join(f"{v} AP {g['AP']:.3f}" for v, g in gates.items())
+    return {"data": str(config.eval_data), "split": config.eval_split, "images": data.num_images, "gates": gates}
+
+
+def _int8_sensitivity(config: ExportConfig, fp32_onnx: Path, steps: _Steps) -> dict[str, object]:
+    """The INT8 sensitivity table (``int8_sensitivity``) on the labelled data, for the ONNX Runtime target."""
+    from ..eval.evaluate import load_eval_data
+    from ..runtime.sources import read_image_folder
+    from .int8_sensitivity import int8_sensitivity
+
+    with steps.step("int8-sens") as note:
+        images = read_image_folder(config.calib, limit=config.calib_images, what="calibration images")
+        data = load_eval_data(config.eval_data, split=config.eval_split)
+        table = int8_sensitivity(fp32_onnx, images, data, calibration=config.calib_method)
+        worst = max(table["groups"], key=lambda row: row["recovered"], default=None)
+        note["detail"] = f"FP32 AP {table['fp32_AP']:.4f}, INT8 {table['int8_AP']:.4f}" + (
+            f"; most sensitive: {worst['group']} ({worst['recovered']:+.4f} AP in float)" if worst else ""
+        )
+    return table
+
+
+def _refuse_failed_variants(report: dict) -> None:
+    """Raise ``ExportError`` for a variant that fails its gate: the AP gate with labelled data, else its rules."""
+    accuracy = report.get("accuracy")
+    problems = []
+    for variant, variant_report in {**report["variants"], **report.get("openvino", {})}.items():
+        if accuracy is not None:
+            gate = accuracy["gates"][variant]
+            if not gate["accepted"]:
+                precision = precision_of_variant(variant)
+                flag = f"see --max-{precision}-drop" if precision != "fp32" else "FP32 differs by rounding only"
+                problems.append(
+                    f"{variant} loses {-gate['delta_AP']:.4f} AP against FP32 ({gate['AP']:.4f} vs "
+                    f"{accuracy['gates']['fp32']['AP']:.4f}; allowed {gate['allowed_drop']:g}, {flag})"
+                )
+        elif not variant_report["passed"]:
+            problems += variant_report["failures"]
+    if problems:
+        raise ExportError("; ".join(problems))
 
 
 def _build_engine(config: ExportConfig, result: ExportResult, stem: str) -> list[Path]:
     """Build the TensorRT engine from the verified precision ONNX; the ONNX files stay whatever happens."""
     from .tensorrt import build_engine
 
-    source = {"fp32": result.onnx, "fp16": result.onnx.with_name(f"{stem}.fp16.onnx")}.get(
-        config.trt or "", result.onnx.with_name(f"{stem}.int8.onnx")
-    )
-    engine_path = config.out_dir / f"{stem}.{config.trt}.engine"
+    precision = config.trt or "fp32"
+    source = onnx_path(config.out_dir, stem, precision)
+    engine = engine_path(config.out_dir, stem, precision)
     try:
         build_engine(
             source,
-            engine_path,
+            engine,
             batch=config.batch,
             workspace_gib=config.workspace_gib,
             timing_cache=config.timing_cache,
         )
     except EngineBuildError as exc:
         raise EngineBuildError(f"{exc}; the verified ONNX is at {source}") from None
-    return [engine_path, engine_path.with_name(engine_path.name + ".json")]
+    return [engine, sidecar_path(engine)]
 
 
 def _publish(staging: Path, out_dir: Path) -> list[Path]:
-    """Move every staged file into ``out_dir`` (same file system: each move is an atomic rename)."""
+    """Move every staged file (not the probes) into ``out_dir`` (same file system: each move is an atomic rename)."""
     published = []
     for path in sorted(staging.iterdir()):
-        target = out_dir / path.name
-        shutil.move(str(path), str(target))
-        published.append(target)
+        if path.is_file():
+            target = out_dir / path.name
+            shutil.move(str(path), str(target))
+            published.append(target)
     return published

@@ -191,23 +191,8 @@ def _convert_tensor(tensor: TensorProto) -> TensorProto:
     return tensor
 
 
-def _cast_nodes_to_fp16(model: onnx.ModelProto, keep_fp32: set[str]) -> onnx.ModelProto:
-    """Retype every float computation outside ``keep_fp32`` to FP16, inserting one Cast per tensor and type."""
-    graph = model.graph
-    types = _tensor_types(model)
-    if any(t == FLOAT16 for t in types.values()):
-        raise ValueError("the ONNX already holds FP16 tensors; convert_fp16 expects an FP32 graph")
-    if any(attr.type in _SUBGRAPH_ATTRIBUTES for node in graph.node for attr in node.attribute):
-        raise ExportError("graphs with subgraphs (If/Loop/Scan) are not supported by the FP16 conversion")
-    fp16_nodes = {
-        node.name
-        for node in graph.node
-        if node.op_type in _FP16_OPS
-        and node.name not in keep_fp32
-        and any(types.get(name) == FLOAT for name in (*node.input, *node.output))
-    }
-
-    # What each float tensor's consumers need.
+def _consumer_needs(graph: onnx.GraphProto, types: dict[str, int], fp16_nodes: set[str]) -> dict[str, set[int]]:
+    """What each float tensor's consumers (and the graph outputs) need it as: FLOAT16, FLOAT or both."""
     needs: dict[str, set[int]] = {}
     for node in graph.node:
         for index, name in enumerate(node.input):
@@ -218,15 +203,23 @@ def _cast_nodes_to_fp16(model: onnx.ModelProto, keep_fp32: set[str]) -> onnx.Mod
     for out in graph.output:
         if out.type.tensor_type.elem_type == FLOAT:
             needs.setdefault(out.name, set()).add(FLOAT)
+    return needs
 
-    # What each float tensor is produced as. Constants and Cast(to=FLOAT) follow their consumers when all of
-    # them want FP16; other producers compute in their node's type.
+
+def _retype_producers(
+    graph: onnx.GraphProto,
+    types: dict[str, int],
+    fp16_nodes: set[str],
+    keep_fp32: set[str],
+    needs: dict[str, set[int]],
+) -> dict[str, int]:
+    """What each float tensor is produced as. Constants and ``Cast(to=FLOAT)`` follow their consumers when all of
+    them want FP16 (converted in place); other producers compute in their node's type."""
     produced: dict[str, int] = {}
-    initializers = {init.name: init for init in graph.initializer}
-    for name, init in initializers.items():
-        if init.data_type == FLOAT and needs.get(name) == {FLOAT16}:
+    for init in graph.initializer:
+        if init.data_type == FLOAT and needs.get(init.name) == {FLOAT16}:
             _convert_tensor(init)
-            produced[name] = FLOAT16
+            produced[init.name] = FLOAT16
     for node in graph.node:
         float_outputs = [name for name in node.output if types.get(name) == FLOAT]
         if not float_outputs:
@@ -242,9 +235,15 @@ def _cast_nodes_to_fp16(model: onnx.ModelProto, keep_fp32: set[str]) -> onnx.Mod
             elif node.op_type == "Cast":
                 next(attr for attr in node.attribute if attr.name == "to").i = FLOAT16
                 produced[node.output[0]] = FLOAT16
+    return produced
 
-    # One cast (or converted copy of a constant) per tensor and missing type, shared by its consumers. Each
-    # cast goes right after the producer of its input, which keeps the node list topologically sorted.
+
+def _insert_casts(
+    graph: onnx.GraphProto, types: dict[str, int], fp16_nodes: set[str], produced: dict[str, int]
+) -> None:
+    """One cast (or converted copy of a constant) per tensor and missing type, shared by its consumers. Each cast
+    goes right after the producer of its input, which keeps the node list topologically sorted."""
+    initializers = {init.name: init for init in graph.initializer}
     position = {out: float(index) for index, node in enumerate(graph.node) for out in node.output}
     order: list[tuple[float, onnx.NodeProto]] = [(float(index), node) for index, node in enumerate(graph.node)]
     casts: dict[tuple[str, int], str] = {}
@@ -273,10 +272,29 @@ def _cast_nodes_to_fp16(model: onnx.ModelProto, keep_fp32: set[str]) -> onnx.Mod
     for out in graph.output:
         if out.type.tensor_type.elem_type == FLOAT and produced.get(out.name, FLOAT) != FLOAT:
             raise ExportError(f"graph output {out.name!r} would be FP16; its producer must stay FP32")
-
     nodes = [node for _, node in sorted(order, key=lambda item: item[0])]
     del graph.node[:]
     graph.node.extend(nodes)
+
+
+def _cast_nodes_to_fp16(model: onnx.ModelProto, keep_fp32: set[str]) -> onnx.ModelProto:
+    """Retype every float computation outside ``keep_fp32`` to FP16, inserting one Cast per tensor and type."""
+    graph = model.graph
+    types = _tensor_types(model)
+    if any(t == FLOAT16 for t in types.values()):
+        raise ValueError("the ONNX already holds FP16 tensors; convert_fp16 expects an FP32 graph")
+    if any(attr.type in _SUBGRAPH_ATTRIBUTES for node in graph.node for attr in node.attribute):
+        raise ExportError("graphs with subgraphs (If/Loop/Scan) are not supported by the FP16 conversion")
+    fp16_nodes = {
+        node.name
+        for node in graph.node
+        if node.op_type in _FP16_OPS
+        and node.name not in keep_fp32
+        and any(types.get(name) == FLOAT for name in (*node.input, *node.output))
+    }
+    needs = _consumer_needs(graph, types, fp16_nodes)
+    produced = _retype_producers(graph, types, fp16_nodes, keep_fp32, needs)
+    _insert_casts(graph, types, fp16_nodes, produced)
     del graph.value_info[:]
     return model
 

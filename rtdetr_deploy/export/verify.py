@@ -1,8 +1,19 @@
 """Prove that an exported graph computes what the PyTorch model computes, and measure what the swap costs.
 
-Verification runs the ONNX in ONNX Runtime on real or generated images and compares, with the PyTorch model
-in the same sampling mode, both the raw decoder outputs and the post-processed top-k. The swap report
-compares discrete against bilinear sampling on the same weights, so users see whether they must fine-tune.
+Verification runs the probe (``onnx_export.Probe``) in ONNX Runtime on real or generated images, fed exactly as
+the runtime feeds the published file, and PyTorch in the same sampling mode. Its rules tell ties from errors:
+
+- **decisions**: every query selection and discrete sampling index is compared directly. Where the two differ
+  at a tie (scores equal to within ``selection_tol``, a coordinate within ``index_tie_ulps`` float32 ULPs of a
+  pixel boundary) PyTorch takes ONNX Runtime's outcome and the tie is counted; any other difference is an error.
+- **raw outputs**: with the decisions held equal, every query's logits and boxes must agree within tolerance.
+- **detections**: the published graph's top detections against PyTorch's, counted only where the ranking is
+  decided (``agreement``); when nothing is decided (untrained weights) the report says so and the raw outputs
+  decide.
+- the published graph must give what its probe gives, and its metadata must record the model's preprocessing.
+
+The swap report compares discrete against bilinear sampling on the same weights, so users see whether they
+must fine-tune.
 """
 
 from __future__ import annotations
@@ -10,31 +21,39 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from ..agreement import compare_detections
+from ..data.scenes import cluttered_scenes
 from ..metadata import Preprocessing
+from ..models.decisions import DecisionLog
 from ..models.postprocess import postprocess
 from ..models.rtdetr import RTDETR
+from ..runtime.onnxruntime_backend import read_onnx_metadata
 from ..runtime.preprocess import preprocess
-from ..runtime.sources import IMAGE_SUFFIXES
+from ..runtime.sources import read_image_folder
+from .graphs import decision_pairs, file_inputs, run_graph
+from .onnx_export import OUTPUT_NAMES, Probe
 
-__all__ = ["Tolerances", "run_deploy_graph", "sampling_swap_report", "to_input", "verification_images", "verify_onnx"]
+__all__ = ["Tolerances", "sampling_swap_report", "verification_images", "verify_against_pytorch"]
+
+NOT_DECISIVE = "untrained weights: agreement not decisive, raw outputs compared"
 
 
 @dataclass(frozen=True)
 class Tolerances:
-    """Largest differences accepted between ONNX Runtime and PyTorch.
+    """What verification accepts.
 
     Attributes:
-        logits: absolute, on raw class logits of a query.
-        boxes: absolute, on raw normalised cxcywh boxes of a query.
-        scores: absolute, on the post-processed scores of matched detections.
-        box_fraction: on post-processed pixel boxes, as a fraction of the image's larger side.
-        min_matched: fraction of the reference's top detections (and of its raw queries) that must be found
-            again within tolerance.
+        logits: absolute, on the raw class logits of a query (decisions held equal).
+        boxes: absolute, on the raw normalised cxcywh boxes of a query (decisions held equal).
+        scores: absolute, on the scores of matched detections; also the margin of a decided ranking.
+        box_fraction: on matched pixel boxes, as a fraction of the image's larger side.
+        min_matched: fraction of the decided top detections (and of the raw queries) that must agree.
+        min_decided: decided detections needed for the detection rule to count (else: not decisive).
+        index_tie_ulps: a discrete index differing within this many float32 ULPs of a pixel boundary is a tie.
+        selection_tol: a query selection differing within this score difference (relative above 1) is a tie.
     """
 
     logits: float = 1e-3
@@ -42,149 +61,145 @@ class Tolerances:
     scores: float = 1e-4
     box_fraction: float = 1e-4
     min_matched: float = 0.99
+    min_decided: int = 10
+    index_tie_ulps: float = 64.0
+    selection_tol: float = 1e-4
 
 
 def verification_images(folder: Path | None, *, count: int = 4, seed: int = 0) -> list[np.ndarray]:
-    """BGR uint8 images from ``folder`` (up to ``count``), or ``count`` generated ones when it is None."""
+    """BGR uint8 images from ``folder`` (up to ``count``), or ``count`` generated scenes when it is None."""
     if folder is None:
-        return [_generated_image(np.random.default_rng(seed + i)) for i in range(count)]
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    images = [img for img in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths[:count]) if img is not None]
-    if not images:
-        raise ValueError(f"no readable images in {folder}")
-    return images
+        return cluttered_scenes(count, seed=seed)
+    return read_image_folder(folder, limit=count)
 
 
-def _generated_image(rng: np.random.Generator) -> np.ndarray:
-    """A cluttered scene: smooth noise background with filled shapes of random colours and sizes."""
-    height, width = int(rng.integers(360, 720)), int(rng.integers(360, 960))
-    background = cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (width, height))
-    for _ in range(int(rng.integers(4, 12))):
-        color = tuple(int(c) for c in rng.integers(0, 256, 3))
-        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
-        size = int(rng.integers(10, min(width, height) // 2))
-        if rng.random() < 0.5:
-            cv2.rectangle(background, (x, y), (x + size, y + size // 2), color, -1)
-        else:
-            cv2.circle(background, (x, y), size // 2, color, -1)
-    return background
-
-
-def to_input(images_bgr: list[np.ndarray], input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The runtime's official preprocessing (RGB, plain resize, [0, 1], NCHW) plus ``(width, height)`` sizes."""
-    return preprocess(images_bgr, input_size=input_size, preprocessing=Preprocessing())
-
-
-def _ort_session(path: Path):  # noqa: ANN202 - onnxruntime is imported lazily
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _detections(raw: dict[str, torch.Tensor], sizes: np.ndarray, topk: int) -> list[np.ndarray]:
-    labels_boxes_scores = postprocess(raw["pred_logits"], raw["pred_boxes"], torch.from_numpy(sizes), topk=topk)
-    return [t.numpy() for t in labels_boxes_scores]
-
-
-def _query_set_deltas(
-    ref_logits: torch.Tensor, ref_boxes: torch.Tensor, logits: np.ndarray, boxes: np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per reference query ``[B, Q]``: largest logit and box difference to its nearest query in the other set.
-
-    Query selection is a top-k over encoder scores: when two scores nearly tie, float rounding may order the
-    same queries differently, so queries are compared as sets rather than position by position.
-    """
-    ref = torch.cat([ref_logits, ref_boxes], -1).double()
-    other = torch.cat([torch.from_numpy(logits), torch.from_numpy(boxes)], -1).double()
-    nearest = torch.cdist(ref, other, p=float("inf")).argmin(-1)
-    paired = other.gather(1, nearest.unsqueeze(-1).expand_as(other))
-    delta = (ref - paired).abs()
-    num_classes = ref_logits.shape[-1]
-    return delta[..., :num_classes].amax(-1), delta[..., num_classes:].amax(-1)
-
-
-def run_deploy_graph(
-    onnx_path: Path, pixels: np.ndarray, sizes: np.ndarray, batch: tuple[int, int, int]
-) -> list[np.ndarray]:
-    """Run the deploy graph over all images in chunks of the largest batch it accepts (padding a fixed batch)."""
-    session = _ort_session(onnx_path)
-    low, _, high = batch
-    chunks = []
-    for start in range(0, len(pixels), high):
-        images, image_sizes = pixels[start : start + high], sizes[start : start + high]
-        count = len(images)
-        pad = max(low - count, 0)
-        if pad:
-            images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
-            image_sizes = np.concatenate([image_sizes, np.repeat(image_sizes[-1:], pad, axis=0)])
-        outputs = session.run(["labels", "boxes", "scores"], {"images": images, "orig_target_sizes": image_sizes})
-        chunks.append([o[:count] for o in outputs])
-    return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+def _reference_pixels(images_bgr: list[np.ndarray], input_size: tuple[int, int]) -> np.ndarray:
+    """What the PyTorch model takes: the official preprocessing (RGB, plain resize, [0, 1]), with which every
+    checkpoint this package reads was trained."""
+    return preprocess(images_bgr, input_size=input_size, preprocessing=Preprocessing())[0]
 
 
 @torch.no_grad()
-def verify_onnx(
-    onnx_path: Path,
-    raw_onnx_path: Path | None,
+def _pytorch_replaying(
+    model: RTDETR, pixels: np.ndarray, replay: list, tolerances: Tolerances
+) -> tuple[dict[str, torch.Tensor], DecisionLog]:
+    log = DecisionLog(replay=replay, index_tie_ulps=tolerances.index_tie_ulps, selection_tol=tolerances.selection_tol)
+    with log:
+        raw = model(torch.from_numpy(pixels))
+    return raw, log
+
+
+def _decision_report(log: DecisionLog) -> dict[str, object]:
+    disagreeing = [d for d in log.decisions if d.disagreements]
+    return {
+        "points": len(log.decisions),
+        "compared": int(sum(d.outcome.numel() for d in log.decisions)),
+        "ties": log.ties,
+        "disagreements": log.disagreements,
+        "first_disagreement": disagreeing[0].example if disagreeing else None,
+        "per_point": [
+            {"where": d.where, "kind": d.kind, "ties": d.ties, "disagreements": d.disagreements} for d in log.decisions
+        ],
+    }
+
+
+def _raw_report(raw: dict[str, torch.Tensor], ort: dict[str, np.ndarray], tolerances: Tolerances) -> dict:
+    logit_delta = np.abs(raw["pred_logits"].numpy() - ort["pred_logits"]).max(-1)
+    box_delta = np.abs(raw["pred_boxes"].numpy() - ort["pred_boxes"]).max(-1)
+    within = (logit_delta <= tolerances.logits) & (box_delta <= tolerances.boxes)
+    return {
+        "queries": int(within.size),
+        "within_tolerance": float(within.mean()),
+        "max_logit_delta": float(logit_delta.max()),
+        "max_box_delta": float(box_delta.max()),
+    }
+
+
+def _detection_report(
+    torch_dets: list[np.ndarray], deploy: dict[str, np.ndarray], topk: int, tolerances: Tolerances
+) -> dict[str, object]:
+    agreement = compare_detections(torch_dets, deploy, topn=min(100, topk), margin=tolerances.scores)
+    decisive = agreement["compared"] >= tolerances.min_decided
+    return {
+        "rule": f"decided ranking (score margin {tolerances.scores:g})" if decisive else NOT_DECISIVE,
+        "decided": agreement["compared"],
+        "candidates": agreement["candidates"],
+        "matched": agreement["matched"],
+        "min_image_matched": agreement["min_image_matched"] if decisive else None,
+        "max_score_delta": agreement["max_score_delta"],
+        "max_box_delta_px": agreement["max_box_delta_px"],
+    }
+
+
+def _failures(report: dict, largest_side: int, tolerances: Tolerances) -> list[str]:
+    failures = []
+    if report["preprocessing"]["file"] != report["preprocessing"]["model"]:
+        failures.append(
+            f"the file's metadata records the preprocessing {report['preprocessing']['file']}, but the model takes "
+            f"{report['preprocessing']['model']}"
+        )
+    decisions = report["decisions"]
+    if decisions["disagreements"]:
+        failures.append(
+            f"{decisions['disagreements']} decisions differ from PyTorch's away from any tie; the first at "
+            f"{decisions['first_disagreement']}"
+        )
+    raw = report["raw"]
+    if raw["within_tolerance"] < tolerances.min_matched:
+        failures.append(
+            f"with the decisions held equal only {raw['within_tolerance']:.1%} of raw queries agree within "
+            f"{tolerances.logits:.0e} (logits) / {tolerances.boxes:.0e} (boxes); max logit delta "
+            f"{raw['max_logit_delta']:.2e}, max box delta {raw['max_box_delta']:.2e}"
+        )
+    detections = report["detections"]
+    if detections["rule"] != NOT_DECISIVE and detections["min_image_matched"] < tolerances.min_matched:
+        failures.append(f"only {detections['min_image_matched']:.1%} of the decided top detections agree")
+    if detections["max_score_delta"] > tolerances.scores:
+        failures.append(f"matched scores differ by {detections['max_score_delta']:.2e} (> {tolerances.scores:.0e})")
+    if detections["max_box_delta_px"] > tolerances.box_fraction * largest_side:
+        failures.append(f"matched boxes differ by {detections['max_box_delta_px']:.2e} px")
+    if not report["published_equals_probe"]:
+        failures.append("the published graph computes other detections than the verified probe")
+    return failures
+
+
+def verify_against_pytorch(
+    probe: Probe,
+    deploy_path: Path,
     model: RTDETR,
     images_bgr: list[np.ndarray],
     *,
-    input_size: tuple[int, int],
-    topk: int,
-    batch: tuple[int, int, int] = (1, 1, 1),
     tolerances: Tolerances = Tolerances(),
 ) -> dict[str, object]:
-    """Compare ONNX Runtime with ``model`` (same sampling) image by image.
-
-    ``batch`` is the graph's ``(min, opt, max)`` batch range; images are fed in batches it accepts.
+    """Verify the published FP32 graph ``deploy_path`` and its ``probe`` against ``model`` (same sampling).
 
     Returns:
-        A JSON-ready report: per-check maxima, matched fractions, tolerances and ``passed``.
+        A JSON-ready report: ``decisions``, ``raw``, ``detections`` (with the ``rule`` that decided), the
+        preprocessing on both sides, ``tolerances``, ``passed`` and one line per failure in ``failures``.
     """
-    pixels, sizes = to_input(images_bgr, input_size)
-    ort_outputs = run_deploy_graph(onnx_path, pixels, sizes, batch)
-    raw = model(torch.from_numpy(pixels))
-    torch_outputs = _detections(raw, sizes, topk)
-    report: dict[str, object] = {"images": len(images_bgr), "input_size": list(input_size), "topk": topk}
-
-    if raw_onnx_path is not None:
-        logits, boxes = _ort_session(raw_onnx_path).run(["pred_logits", "pred_boxes"], {"images": pixels})
-        logit_deltas, box_deltas = _query_set_deltas(raw["pred_logits"], raw["pred_boxes"], logits, boxes)
-        within = (logit_deltas <= tolerances.logits) & (box_deltas <= tolerances.boxes)
-        report["raw_max_logit_delta"] = float(logit_deltas.max())
-        report["raw_max_box_delta"] = float(box_deltas.max())
-        report["raw_queries_within_tolerance"] = float(within.double().mean())
-
-    agreement = compare_detections(torch_outputs, ort_outputs, topn=min(100, topk))
+    metadata = read_onnx_metadata(deploy_path)
+    pixels, sizes_wh = file_inputs(deploy_path, images_bgr)
+    probe_out = run_graph(probe.path, pixels, sizes_wh, batch=metadata.batch)
+    deploy_out = run_graph(deploy_path, pixels, sizes_wh, batch=metadata.batch)
+    reference = _reference_pixels(images_bgr, metadata.input_size)
+    raw, log = _pytorch_replaying(model, reference, decision_pairs(probe_out, len(probe.decisions)), tolerances)
+    sizes = torch.from_numpy(sizes_wh)
+    torch_dets = [t.numpy() for t in postprocess(raw["pred_logits"], raw["pred_boxes"], sizes, topk=metadata.topk)]
+    same = all(np.array_equal(probe_out[name], deploy_out[name]) for name in OUTPUT_NAMES)
+    report: dict[str, object] = {
+        "images": len(images_bgr),
+        "input_size": list(metadata.input_size),
+        "topk": metadata.topk,
+        "preprocessing": {"file": asdict(metadata.preprocessing), "model": asdict(Preprocessing())},
+        "decisions": _decision_report(log),
+        "raw": _raw_report(raw, probe_out, tolerances),
+        "detections": _detection_report(torch_dets, deploy_out, metadata.topk, tolerances),
+        "published_equals_probe": same,
+        "tolerances": asdict(tolerances),
+    }
     largest_side = max(max(img.shape[:2]) for img in images_bgr)
-    report["min_matched"] = agreement["min_image_matched"]
-    report["max_score_delta"] = agreement["max_score_delta"]
-    report["max_box_delta_px"] = agreement["max_box_delta_px"]
-    report["max_sorted_score_delta"] = agreement["max_sorted_score_delta"]
-    report["tolerances"] = asdict(tolerances)
-
-    failures = []
-    # A query may legitimately differ where a discrete sampling location sits on a pixel boundary and float
-    # rounding picks the neighbouring pixel; what must hold is that such queries stay rare.
-    if report.get("raw_queries_within_tolerance", 1.0) < tolerances.min_matched:
-        failures.append(
-            f"only {report['raw_queries_within_tolerance']:.1%} of raw queries agree within "
-            f"{tolerances.logits:.0e} (logits) / {tolerances.boxes:.0e} (boxes); max logit delta "
-            f"{report['raw_max_logit_delta']:.2e}"
-        )
-    if report["min_matched"] < tolerances.min_matched:
-        failures.append(f"only {report['min_matched']:.1%} of the top detections agree")
-    if report["max_score_delta"] > tolerances.scores:
-        failures.append(f"scores differ by {report['max_score_delta']:.2e} (> {tolerances.scores:.0e})")
-    if report["max_box_delta_px"] > tolerances.box_fraction * largest_side:
-        failures.append(f"boxes differ by {report['max_box_delta_px']:.2e} px")
-    report["passed"] = not failures
-    report["failures"] = failures
+    report["failures"] = _failures(report, largest_side, tolerances)
+    report["passed"] = not report["failures"]
     return report
 
 
@@ -199,13 +214,14 @@ def sampling_swap_report(
         and IoU >= 0.9), its per-image values, the mean and max change of the top scores rank by rank, and
         the largest box shift of the matched detections in pixels.
     """
-    pixels, sizes = to_input(images_bgr, input_size)
+    pixels, sizes = preprocess(images_bgr, input_size=input_size, preprocessing=Preprocessing())
     original = model.sampling
     outputs = {}
     try:
         for method in ("bilinear", "discrete"):
             raw = model.set_sampling(method)(torch.from_numpy(pixels))
-            outputs[method] = _detections(raw, sizes, top)
+            labels_boxes_scores = postprocess(raw["pred_logits"], raw["pred_boxes"], torch.from_numpy(sizes), topk=top)
+            outputs[method] = [t.numpy() for t in labels_boxes_scores]
     finally:
         model.set_sampling(original)
     agreement = compare_detections(outputs["bilinear"], outputs["discrete"], topn=top)

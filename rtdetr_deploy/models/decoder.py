@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .decisions import select_top
 from .deformable_attention import MSDeformableAttention
 from .denoising import DenoisingGroups, contrastive_denoising_groups
 from .layers import MLP, activation, inverse_sigmoid
@@ -74,6 +75,8 @@ class TransformerDecoder(nn.Module):
     def __init__(self, decoder_layer: TransformerDecoderLayer, num_layers: int, eval_idx: int = -1) -> None:
         super().__init__()
         self.layers = nn.ModuleList(copy.deepcopy(decoder_layer) for _ in range(num_layers))
+        for index, layer in enumerate(self.layers):
+            layer.cross_attn.where = f"decoder layer {index}"
         self.eval_idx = eval_idx if eval_idx >= 0 else num_layers + eval_idx
 
     def forward(
@@ -242,15 +245,22 @@ class RTDETRTransformerv2(nn.Module):
         Returns content ``[B, Q, D]`` (detached), the proposals' boxes_unact ``[B, Q, 4]`` and, in training
         only, their logits ``[B, Q, C]`` for the encoder's auxiliary loss.
         """
+        positions = sum(h * w for h, w in spatial_shapes)
+        if positions < self.num_queries:
+            raise ValueError(
+                f"the input gives {positions} encoder positions, fewer than the {self.num_queries} queries: "
+                "use a larger image size"
+            )
         anchors, valid_mask = self._anchors_for(spatial_shapes, memory.device)
         output_memory = self.enc_output(valid_mask.to(memory.dtype) * memory)
         logits = self.enc_score_head(output_memory)
-        boxes_unact = self.enc_bbox_head(output_memory) + anchors
-        _, topk_ind = torch.topk(logits.max(-1).values, self.num_queries, dim=-1)
-        topk_ind = topk_ind.unsqueeze(-1)
-        topk_boxes_unact = boxes_unact.gather(1, topk_ind.repeat(1, 1, boxes_unact.shape[-1]))
-        topk_logits = logits.gather(1, topk_ind.repeat(1, 1, logits.shape[-1])) if self.training else None
+        topk_ind = select_top(logits.max(-1).values, self.num_queries, where="query selection").unsqueeze(-1)
         content = output_memory.gather(1, topk_ind.repeat(1, 1, output_memory.shape[-1]))
+        # The box head works position by position, so it runs on the selected positions only: the official code
+        # runs it on all of them and then selects (the same boxes; at 640 px 300 positions instead of 8400).
+        topk_anchors = anchors.expand(memory.shape[0], -1, -1).gather(1, topk_ind.repeat(1, 1, anchors.shape[-1]))
+        topk_boxes_unact = self.enc_bbox_head(content) + topk_anchors
+        topk_logits = logits.gather(1, topk_ind.repeat(1, 1, logits.shape[-1])) if self.training else None
         return content.detach(), topk_boxes_unact, topk_logits
 
     def forward(

@@ -14,15 +14,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .decisions import round_index
+
 __all__ = ["MSDeformableAttention", "sample_bilinear", "sample_discrete", "deformable_attention"]
 
 
-def sample_bilinear(value: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
+def sample_bilinear(value: torch.Tensor, locations: torch.Tensor, *, where: str = "") -> torch.Tensor:
     """Bilinear sampling with zero padding, as ``grid_sample(align_corners=False)``.
 
     Args:
         value: ``[N, C, H, W]`` feature map.
         locations: ``[N, Q, P, 2]`` sampling locations ``(x, y)`` normalised to [0, 1] over the map.
+        where: which attention and level (unused: bilinear sampling decides nothing discretely).
 
     Returns:
         ``[N, C, Q, P]`` sampled features.
@@ -30,24 +33,24 @@ def sample_bilinear(value: torch.Tensor, locations: torch.Tensor) -> torch.Tenso
     return F.grid_sample(value, 2 * locations - 1, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def discrete_indices(locations: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def discrete_indices(locations: torch.Tensor, height: int, width: int, *, where: str = "") -> torch.Tensor:
     """Flat pixel indices ``y * W + x`` of the discrete operator, ``[N, Q, P]`` int64.
 
     The official rule: the integer part (cast toward zero) of ``loc * [W, H] + 0.5``, clamped into the map.
     x is clamped to ``W - 1`` and y to ``H - 1``; the official code clamps both to ``H - 1``, which only
-    agrees for square maps.
+    agrees for square maps. Each coordinate is a decision point (``decisions.round_index``).
     """
     # Scalar factors rather than a [W, H] tensor: the same float32 products, and no host-to-device copy
     # (which CUDA-graph capture forbids).
-    x = (locations[..., 0] * width + 0.5).to(torch.int64).clamp(0, width - 1)
-    y = (locations[..., 1] * height + 0.5).to(torch.int64).clamp(0, height - 1)
+    x = round_index(locations[..., 0] * width + 0.5, width - 1, where=f"{where}, x")
+    y = round_index(locations[..., 1] * height + 0.5, height - 1, where=f"{where}, y")
     return y * width + x
 
 
-def sample_discrete(value: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
+def sample_discrete(value: torch.Tensor, locations: torch.Tensor, *, where: str = "") -> torch.Tensor:
     """Discrete sampling: gather the one pixel each location rounds to (same shapes as ``sample_bilinear``)."""
     n, c, h, w = value.shape
-    index = discrete_indices(locations, h, w).flatten(1)
+    index = discrete_indices(locations, h, w, where=where).flatten(1)
     gathered = value.flatten(2).gather(2, index.unsqueeze(1).expand(n, c, index.shape[1]))
     return gathered.reshape(n, c, locations.shape[1], locations.shape[2])
 
@@ -63,6 +66,7 @@ def deformable_attention(
     num_points: tuple[int, ...],
     *,
     sampling: str = "bilinear",
+    where: str = "",
 ) -> torch.Tensor:
     """Weighted sum of the features sampled at each query's points over all levels.
 
@@ -73,6 +77,7 @@ def deformable_attention(
         attention_weights: ``[B, Q, heads, sum(num_points)]``, softmax-normalised over the points.
         num_points: sampling points of each level.
         sampling: ``"bilinear"`` or ``"discrete"``.
+        where: which attention this is, for the record of its decisions (see ``decisions``).
 
     Returns:
         ``[B, Q, heads * C_head]``.
@@ -83,8 +88,10 @@ def deformable_attention(
     values = value.permute(0, 2, 3, 1).flatten(0, 1).split([h * w for h, w in spatial_shapes], dim=-1)
     locations = sampling_locations.permute(0, 2, 1, 3, 4).flatten(0, 1).split(list(num_points), dim=-2)
     sampled = [
-        sampler(level_value.reshape(batch * heads, channels, h, w), level_locations)
-        for level_value, level_locations, (h, w) in zip(values, locations, spatial_shapes, strict=False)
+        sampler(level_value.reshape(batch * heads, channels, h, w), level_locations, where=f"{where}, level {level}")
+        for level, (level_value, level_locations, (h, w)) in enumerate(
+            zip(values, locations, spatial_shapes, strict=False)
+        )
     ]
     weights = attention_weights.permute(0, 2, 1, 3).reshape(batch * heads, 1, num_queries, sum(num_points))
     output = (torch.concat(sampled, dim=-1) * weights).sum(-1).reshape(batch, heads * channels, num_queries)
@@ -113,6 +120,8 @@ class MSDeformableAttention(nn.Module):
         self.num_points = tuple(num_points)
         self.offset_scale = offset_scale
         self.sampling = sampling
+        # Which attention this is, for the record of its decisions; the decoder names its layers.
+        self.where = "deformable attention"
         total_points = sum(self.num_points)
         scale = [1 / n for n in self.num_points for _ in range(n)]
         self.register_buffer("num_points_scale", torch.tensor(scale, dtype=torch.float32))
@@ -177,6 +186,6 @@ class MSDeformableAttention(nn.Module):
         offsets = offsets * points_scale * reference_boxes[:, :, None, :, 2:] * self.offset_scale
         locations = reference_boxes[:, :, None, :, :2] + offsets
         output = deformable_attention(
-            value, spatial_shapes, locations, weights, self.num_points, sampling=self.sampling
+            value, spatial_shapes, locations, weights, self.num_points, sampling=self.sampling, where=self.where
         )
         return self.output_proj(output)

@@ -30,11 +30,15 @@ def test_discrete_index_is_integer_part_of_loc_times_size_plus_half():
     assert index.flatten().tolist() == [0, 0, 5, 6, 5, 5]
 
 
-def test_discrete_rounding_is_not_plain_nearest():
-    # Plain nearest-pixel (floor of x*W) would give 0 for x*W = 0.6; the official rule gives 1.
-    index = discrete_indices(_locations([(0.6 / 8, 0.0)]), height=8, width=8)
+def test_discrete_rounding_is_not_grid_samples_nearest():
+    """The official rule rounds in corner-aligned coordinates: x*W = 0.6 picks pixel 1, where grid_sample's own
+    nearest mode (pixel centres at (i + 0.5) / W) picks pixel 0."""
+    locations = _locations([(0.6 / 8, 0.0)])
+    index = discrete_indices(locations, height=8, width=8)
     assert index.item() == 1
-    assert int(0.6) == 0
+    pixel_ids = torch.arange(64, dtype=torch.float32).reshape(1, 1, 8, 8)
+    nearest = F.grid_sample(pixel_ids, 2 * locations.reshape(1, 1, 1, 2) - 1, mode="nearest", align_corners=False)
+    assert nearest.item() == 0.0
 
 
 def test_discrete_negative_locations_truncate_toward_zero_then_clamp():

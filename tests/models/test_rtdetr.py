@@ -184,3 +184,11 @@ def test_training_forward_returns_auxiliary_and_denoising_outputs():
     loss = out["pred_logits"].sum() + out["dn_aux_outputs"][-1]["pred_boxes"].sum()
     loss.backward()
     assert model.decoder.denoising_class_embed.weight.grad is not None
+
+
+def test_an_input_with_fewer_encoder_positions_than_queries_is_one_clear_error(tiny_model):
+    # 64x64 gives 8x8 + 4x4 + 2x2 = 84 positions at strides 8, 16, 32: enough for the tiny preset's 50 queries;
+    # 32x32 gives 16 + 4 + 1 = 21.
+    assert tiny_model(torch.rand(1, 3, 64, 64))["pred_logits"].shape[1] == tiny_model.decoder.num_queries
+    with pytest.raises(ValueError, match="21 encoder positions, fewer than the 50 queries"):
+        tiny_model(torch.rand(1, 3, 32, 32))

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rtdetr_deploy.train.coco import find_coco_split, load_coco  # noqa: E402
+from rtdetr_deploy.coco import find_coco_split, load_coco  # noqa: E402
 from rtdetr_deploy.train.dataset import CocoDetection  # noqa: E402
 
 CATEGORIES = [{"id": 90, "name": "toaster"}, {"id": 1, "name": "person"}, {"id": 44, "name": "bottle"}]

@@ -1,0 +1,1 @@
+"""rtdetr-eval: COCO box metrics of any deployed artifact through the runtime path."""

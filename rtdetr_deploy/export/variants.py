@@ -1,0 +1,188 @@
+"""Precision variants (FP16 with FP32 islands, Q/DQ INT8) checked against the verified FP32 graph.
+
+Both graphs run in ONNX Runtime on the CPU on the same inputs. A variant is judged on its top detections where
+the FP32 ranking is decided (score gaps larger than the precision's margin, see ``agreement``). When nothing is
+decided (untrained weights score everything alike, and the query selections of the two runs then differ, so
+their decoder outputs cannot be paired), FP16 is judged on its raw outputs instead: the encoder's class scores
+at every position (the values of the query selection, dense and before any decision) and the top scores rank
+by rank. INT8, whose error on untrained weights says nothing about trained ones, is then only reported. With
+labelled data the export gates every variant by its loss in COCO AP instead (``pipeline``); these rules then
+stay in the report.
+
+The variant's graphs can run on another runtime than ONNX Runtime (a ``GraphRunner``: the OpenVINO IRs of
+``export.openvino``); the FP32 reference always runs in ONNX Runtime. ``fp32`` rules judge an FP32 graph on
+another runtime, whose only differences are float rounding; ``bf16`` rules judge OpenVINO's BF16 inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..agreement import compare_detections
+from ..metadata import ModelMetadata
+from ..runtime.onnxruntime_backend import read_onnx_metadata
+from ..runtime.preprocess import preprocess
+from .graphs import decision_pairs, run_graph
+from .onnx_export import OUTPUT_NAMES, Probe
+
+__all__ = ["ONNXRUNTIME", "VARIANT_RULES", "GraphRunner", "VariantRules", "check_variant"]
+
+
+@dataclass(frozen=True)
+class VariantRules:
+    """What a precision variant must keep of the FP32 graph.
+
+    Attributes:
+        margin: the score difference the precision may cause; the margin of a decided ranking.
+        min_matched: fraction of FP32's decided top detections the variant must find again.
+        raw_logits: difference of the encoder's class logits to FP32's accepted when nothing is decided.
+        judge_raw: judge the raw outputs when nothing is decided (else only report them).
+        max_ap_drop: COCO AP the variant may lose against FP32 when the export has labelled data.
+    """
+
+    margin: float
+    min_matched: float
+    raw_logits: float
+    judge_raw: bool
+    max_ap_drop: float
+
+
+VARIANT_RULES = {
+    "fp32": VariantRules(margin=1e-3, min_matched=0.99, raw_logits=1e-3, judge_raw=True, max_ap_drop=0.001),
+    "bf16": VariantRules(margin=0.05, min_matched=0.95, raw_logits=0.1, judge_raw=True, max_ap_drop=0.01),
+    "fp16": VariantRules(margin=0.02, min_matched=0.99, raw_logits=0.05, judge_raw=True, max_ap_drop=0.005),
+    "int8": VariantRules(margin=0.05, min_matched=0.9, raw_logits=0.5, judge_raw=False, max_ap_drop=0.02),
+}
+MIN_DECIDED = 10
+
+
+@dataclass(frozen=True)
+class GraphRunner:
+    """How ``check_variant`` reads and runs a variant's files.
+
+    Attributes:
+        read_metadata: the ``ModelMetadata`` of a file (its input size and preprocessing make the inputs).
+        run: ``graphs.run_graph``'s signature: ``(path, pixels [N, 3, H, W], sizes_wh [N, 2], *, batch, outputs)``
+            -> ``{output: [N, ...]}``.
+        run_exact: the same, in a mode where the published graph must compute exactly what its probe computes;
+            ``None``: ``run``. (OpenVINO's CPU plugin picks each node's BF16 or FP32 from the whole graph, its
+            outputs included, so a BF16 probe and its published IR are compared under the f32 hint.)
+    """
+
+    read_metadata: Callable[[Path], ModelMetadata]
+    run: Callable[..., dict[str, np.ndarray]]
+    run_exact: Callable[..., dict[str, np.ndarray]] | None = None
+
+
+ONNXRUNTIME = GraphRunner(read_metadata=read_onnx_metadata, run=run_graph)
+NOT_DECISIVE = "untrained weights: agreement not decisive, raw outputs compared"
+NOT_DECISIVE_PREFIX = "agreement not decisive (untrained weights)"
+
+
+def _index_agreement(reference: list, candidate: list, points: tuple[tuple[str, str], ...]) -> float | None:
+    """Fraction of discrete sampling indices the variant computes as FP32 does (a diagnostic: upstream values
+    move in another precision, so some indices move too)."""
+    same = total = 0
+    for (kind, _), (_, ref_outcome), (_, outcome) in zip(points, reference, candidate, strict=True):
+        if kind == "index":
+            same += int((ref_outcome == outcome).sum())
+            total += ref_outcome.size
+    return same / total if total else None
+
+
+def _published_equals_probe(
+    runner: GraphRunner,
+    probe: Path,
+    deploy: Path,
+    outputs: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
+    inputs: tuple[np.ndarray, np.ndarray],
+    batch: tuple[int, int, int],
+) -> bool:
+    """Whether the published graph computes exactly the deploy outputs of its probe (under ``runner.run_exact``
+    when the runner has one, else on the ``outputs`` already computed)."""
+    if runner.run_exact is not None:
+        outputs = tuple(runner.run_exact(path, *inputs, batch=batch, outputs=OUTPUT_NAMES) for path in (probe, deploy))
+    return all(np.array_equal(outputs[0][n], outputs[1][n]) for n in OUTPUT_NAMES)
+
+
+def check_variant(
+    fp32: Probe,
+    variant_probe: Path,
+    variant_deploy: Path,
+    images_bgr: list[np.ndarray],
+    *,
+    precision: str,
+    rules: VariantRules,
+    runner: GraphRunner = ONNXRUNTIME,
+) -> dict[str, object]:
+    """Judge a variant (its probe and its published graph, run by ``runner``: ONNX Runtime on the CPU by default)
+    against the FP32 probe (always run in ONNX Runtime) on ``images_bgr``.
+
+    Returns:
+        A JSON-ready report: ``rule`` (what decided), ``detections``, ``raw``, ``index_agreement``,
+        ``published_equals_probe``, ``rules``, ``passed`` and ``failures``.
+    """
+    metadata = runner.read_metadata(variant_deploy)
+    pixels, sizes_wh = preprocess(images_bgr, input_size=metadata.input_size, preprocessing=metadata.preprocessing)
+    reference = run_graph(fp32.path, pixels, sizes_wh, batch=metadata.batch)
+    candidate = runner.run(variant_probe, pixels, sizes_wh, batch=metadata.batch)
+    published = runner.run(variant_deploy, pixels, sizes_wh, batch=metadata.batch, outputs=OUTPUT_NAMES)
+    agreement = compare_detections(reference, published, topn=min(100, metadata.topk), margin=rules.margin)
+    if fp32.decisions[0][0] != "selection":
+        raise ValueError(f"the probe's first decision is {fp32.decisions[0]}, not the query selection")
+    encoder_delta = np.abs(reference["decision.0.values"] - candidate["decision.0.values"])
+    within = float((encoder_delta <= rules.raw_logits).mean())
+    decisive = agreement["compared"] >= MIN_DECIDED
+    count = len(fp32.decisions)
+    report: dict[str, object] = {
+        "precision": precision,
+        "rule": f"decided ranking (score margin {rules.margin:g})"
+        if decisive
+        else "not decisive: raw outputs compared",
+        "detections": {
+            "decided": agreement["compared"],
+            "candidates": agreement["candidates"],
+            "matched": agreement["matched"],
+            "max_score_delta": agreement["max_score_delta"],
+            "max_box_delta_px": agreement["max_box_delta_px"],
+        },
+        "raw": {
+            "encoder_scores": int(encoder_delta.size),
+            "within_tolerance": within,
+            "max_encoder_logit_delta": float(encoder_delta.max()),
+            "max_sorted_score_delta": agreement["max_sorted_score_delta"],
+        },
+        "index_agreement": _index_agreement(
+            decision_pairs(reference, count), decision_pairs(candidate, count), fp32.decisions
+        ),
+        "published_equals_probe": _published_equals_probe(
+            runner, variant_probe, variant_deploy, (candidate, published), (pixels, sizes_wh), metadata.batch
+        ),
+        "rules": asdict(rules),
+    }
+    failures = []
+    name = precision.upper()
+    if decisive and agreement["matched"] < rules.min_matched:
+        failures.append(
+            f"{name} keeps only {agreement['matched']:.1%} of FP32's {agreement['compared']} decided top detections "
+            f"(< {rules.min_matched:.0%}); discrete sampling indices equal to FP32's: {report['index_agreement']:.1%}"
+        )
+    if not decisive and rules.judge_raw and within < 0.99:
+        failures.append(
+            f"{NOT_DECISIVE_PREFIX}: only {within:.1%} of {name}'s encoder class scores lie within "
+            f"{rules.raw_logits:g} of FP32's; max difference {encoder_delta.max():.3g}"
+        )
+    if not decisive and rules.judge_raw and agreement["max_sorted_score_delta"] > rules.margin:
+        failures.append(
+            f"{NOT_DECISIVE_PREFIX}: {name}'s top scores differ from FP32's by up to "
+            f"{agreement['max_sorted_score_delta']:.3g} rank by rank (> {rules.margin:g})"
+        )
+    if not report["published_equals_probe"]:
+        failures.append(f"the published {name} graph computes other detections than its verified probe")
+    report["failures"] = failures
+    report["passed"] = not failures
+    return report
