@@ -68,20 +68,84 @@ def _qdq(model: onnx.ModelProto) -> tuple[list[onnx.NodeProto], list[onnx.NodePr
     return quant, dequant, inits
 
 
-def test_tensorrt_target_is_symmetric_int8_per_channel(tiny_onnx, quantized):
+def test_tensorrt_target_follows_the_explicit_quantization_pattern(tiny_onnx, quantized):
+    """NVIDIA's pattern for TensorRT: symmetric INT8 (zero points 0), float weights behind their own Q/DQ pair,
+    per-channel on axis 0 for Conv, a dedicated pair per consumer, and no Q/DQ on Conv/MatMul/Gemm outputs."""
     model = onnx.load(str(quantized["tensorrt"]))
     quant, dequant, inits = _qdq(model)
     assert quant and dequant
     zero_points = [inits[n.input[2]] for n in (*quant, *dequant)]
     assert all(z.data_type == TensorProto.INT8 for z in zero_points), "TensorRT takes INT8 Q/DQ only"
     assert all(not numpy_helper.to_array(z).any() for z in zero_points), "TensorRT needs zero point 0"
-    dq_inputs = [inits[n.input[0]] for n in dequant if n.input[0] in inits]
-    assert all(t.data_type == TensorProto.INT8 for t in dq_inputs), "no INT32 bias DequantizeLinear for TensorRT"
-    per_channel = [n for n in dequant if numpy_helper.to_array(inits[n.input[1]]).size > 1]
-    assert per_channel, "weights are quantized per channel"
+    producer = {out: node for node in model.graph.node for out in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    for conv in convs:
+        weight_dq = producer[conv.input[1]]
+        assert weight_dq.op_type == "DequantizeLinear", conv.name
+        weight_q = producer[weight_dq.input[0]]
+        assert weight_q.op_type == "QuantizeLinear" and inits[weight_q.input[0]].data_type == TensorProto.FLOAT
+        axis = next((a.i for a in weight_dq.attribute if a.name == "axis"), 1)
+        channels = inits[weight_q.input[0]].dims[0]
+        assert axis == 0 and numpy_helper.to_array(inits[weight_dq.input[1]]).size == channels, conv.name
+    for dq in dequant:
+        quantized_consumers = [c for c in consumers.get(dq.output[0], []) if c.op_type in ("Conv", "MatMul", "Gemm")]
+        assert len(quantized_consumers) <= 1, f"{dq.name} is shared by {[c.name for c in quantized_consumers]}"
+    outputs_quantized = [
+        n.name
+        for n in model.graph.node
+        if n.op_type in ("Conv", "MatMul", "Gemm")
+        and any(c.op_type == "QuantizeLinear" for c in consumers.get(n.output[0], []))
+        and not all(
+            c.op_type == "QuantizeLinear" and _feeds_only_quantized(c, consumers) for c in consumers[n.output[0]]
+        )
+    ]
+    assert not outputs_quantized, outputs_quantized
     props = {p.key: p.value for p in model.metadata_props}
     assert ModelMetadata.from_props(props).precision == "int8"
     assert json.loads(props["quantization"])["name"] == "tensorrt"
+
+
+def _feeds_only_quantized(quant: onnx.NodeProto, consumers: dict) -> bool:
+    """A QuantizeLinear whose DequantizeLinear feeds only Conv/MatMul/Gemm: the input Q/DQ of the next layer."""
+    return all(
+        dq.op_type == "DequantizeLinear"
+        and all(c.op_type in ("Conv", "MatMul", "Gemm") for c in consumers.get(dq.output[0], []))
+        for dq in consumers.get(quant.output[0], [])
+    )
+
+
+def test_a_kept_float_group_has_no_quantized_nodes(tiny_onnx, photos, tmp_path):
+    from rtdetr_deploy.export.int8_groups import nodes_in_groups
+
+    path = quantize_int8(tiny_onnx, tmp_path / "keep.onnx", photos, target="onnxruntime", keep_float=["backbone.stem"])
+    model = onnx.load(str(path))
+    producer = {out: node for node in model.graph.node for out in node.output}
+    stem = nodes_in_groups(onnx.load(str(tiny_onnx)), ["backbone.stem"])
+    assert len(stem) == 3
+    for node in model.graph.node:
+        if node.name in stem:
+            assert not any(
+                producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in node.input
+            )
+    assert json.loads({p.key: p.value for p in model.metadata_props}["quantization"])["keep_float"] == ["backbone.stem"]
+    stage1 = nodes_in_groups(model, ["backbone.stage1"])
+    assert stage1 and all(
+        any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in n.input)
+        for n in model.graph.node
+        if n.name in stage1
+    ), "the other groups are still quantized"
+
+
+def test_unknown_group_names_the_valid_ones(tiny_onnx, photos, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown INT8 layer group 'backbone\.stem1'.*did you mean 'backbone\.stem'.*"
+                       r"valid groups: backbone\.stem, backbone\.stage1"):  # fmt: skip
+        quantize_int8(tiny_onnx, tmp_path / "x.onnx", photos, keep_float=["backbone.stem1"])
+    with pytest.raises(ValueError, match="unknown calibration method 'median'"):
+        quantize_int8(tiny_onnx, tmp_path / "x.onnx", photos, calibration="median")
 
 
 def test_quantization_leaves_the_fp32_islands_alone(tiny_onnx, quantized):
@@ -147,7 +211,7 @@ def test_bad_calibration_input_is_one_clear_error(tiny_onnx, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    with pytest.raises(ValueError, match="no calibration images in .*empty") as info:
+    with pytest.raises(ValueError, match="no readable calibration images in .*empty") as info:
         quantize_int8(tiny_onnx, tmp_path / "out.onnx", empty)
     assert "\n" not in str(info.value)
     with pytest.raises(FileNotFoundError, match="calibration folder not found"):
