@@ -1,6 +1,8 @@
 """The RT-DETRv2 model in PyTorch (needs the ``torch`` extra)."""
 
 from .checkpoint import ModelInfo, infer_config, load_model, read_checkpoint, save_model
+from .hf import model_config_from_transformers
+from .hf_names import hf_to_official_state_dict
 from .postprocess import DeployModel, PostProcessor, postprocess
 from .presets import PRESETS, ModelConfig, get_preset
 from .rtdetr import (
@@ -23,8 +25,10 @@ __all__ = [
     "PostProcessor",
     "build_model",
     "get_preset",
+    "hf_to_official_state_dict",
     "infer_config",
     "load_model",
+    "model_config_from_transformers",
     "postprocess",
     "read_checkpoint",
     "rtdetrv2_r101vd",

@@ -1,7 +1,9 @@
-"""Reading and writing RT-DETRv2 weights: official release checkpoints, bare state dicts and our own files.
+"""Reading and writing RT-DETRv2 weights: official release checkpoints, bare state dicts, our own files, and
+Hugging Face transformers ``save_pretrained`` folders (read by ``hf``).
 
-Checkpoints are untrusted input: they are read with ``torch.load(weights_only=True)``, which refuses
-pickled code. When no preset is given, the architecture is read off the tensor shapes.
+Checkpoints are untrusted input: ``.pth``/``.bin`` files are read with ``torch.load(weights_only=True)``, which
+refuses pickled code, and ``.safetensors`` files hold no code at all. When no preset is given, the architecture
+is read off the tensor shapes (a transformers folder: off its ``config.json``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import torch
 
 from ..atomic import atomic_path
 from ..errors import CheckpointError
+from . import hf
 from .backbone import BLOCKS_PER_STAGE
+from .hf_names import GEOMETRY_KEYS
 from .presets import PRESETS, SAMPLING_METHODS, ModelConfig, check_input_size, get_preset
 from .rtdetr import RTDETR, build_model
 
@@ -59,15 +63,62 @@ class Checkpoint:
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint file safely and pick its model weights (``ema.module``, else ``model``, else bare).
+    """Read a checkpoint safely and pick its model weights (``ema.module``, else ``model``, else bare).
+
+    Args:
+        path: a ``.pth`` file; a ``.safetensors`` file of official keys (or of transformers' keys, with
+            ``config.json`` beside it); or a transformers ``save_pretrained`` folder of ``RTDetrV2ForObjectDetection``,
+            whose weights are renamed to the official keys and whose ``meta`` then holds the ``config``, class
+            names, sampling and input size that its ``config.json`` describes.
 
     Raises:
-        FileNotFoundError: no such file.
-        CheckpointError: not a readable checkpoint, refused by ``weights_only``, or holding no weights.
+        FileNotFoundError: no such file or folder.
+        CheckpointError: not a readable checkpoint, refused by ``weights_only``, holding no weights, or a folder
+            (``config.json``) that does not describe RT-DETRv2 weights the model can hold.
     """
     path = Path(path)
+    if path.is_dir():
+        config = hf.read_folder_config(path)
+        tensors: dict[str, torch.Tensor] = {}
+        for file in hf.weight_files(path):
+            tensors.update(hf.read_safetensors(file) if file.suffix == ".safetensors" else _torch_file(file))
+        return _transformers_checkpoint(config, tensors, path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix.lower() == ".safetensors":
+        tensors = hf.read_safetensors(path)
+        if not hf.looks_like_transformers(tensors):
+            return _pick_weights(tensors, path)
+        if not (path.parent / hf.CONFIG_FILE).is_file():
+            raise CheckpointError(
+                f"{path}: tensors named as in transformers' RTDetrV2ForObjectDetection, but no {hf.CONFIG_FILE} beside "
+                "them; pass the save_pretrained folder"
+            )
+        return _transformers_checkpoint(hf.read_folder_config(path.parent), tensors, path)
+    return _pick_weights(_load_pickle(path), path)
+
+
+def _transformers_checkpoint(config: dict[str, Any], tensors: dict[str, torch.Tensor], source: Path) -> Checkpoint:
+    """The official-key weights of a transformers checkpoint, with its ``config.json`` as our own files' metadata."""
+    found = hf.from_transformers(config, tensors, source=source)
+    meta = {
+        "format": hf.HF_FORMAT,
+        "config": asdict(found.config),
+        "num_classes": len(found.class_names),
+        "class_names": list(found.class_names),
+        "input_size": list(found.config.eval_size),
+        "sampling": found.sampling,
+    }
+    return Checkpoint(state_dict=found.state_dict, meta=meta)
+
+
+def _torch_file(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of one ``pytorch_model.bin`` (a bare state dict, read with ``weights_only=True``)."""
+    return _pick_weights(_load_pickle(path), path).state_dict
+
+
+def _load_pickle(path: Path) -> object:
+    """``torch.load(weights_only=True)`` with one-line ``CheckpointError`` s for refused or damaged files."""
     try:
         # Official training checkpoints carry a Counter (the LR milestones); it is a plain dict subclass.
         with torch.serialization.safe_globals([collections.Counter]):
@@ -81,7 +132,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
     except Exception as exc:  # torch.load raises many types for damaged files (IndexError, EOFError, ...)
         raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({_first_line(exc)})") from None
-    return _pick_weights(obj, path)
+    return obj
 
 
 def _first_line(exc: BaseException) -> str:
@@ -211,12 +262,14 @@ def load_model(
     sampling: str | None = None,
     num_classes: int | None = None,
 ) -> RTDETR:
-    """Build an RT-DETRv2 in eval mode from a checkpoint file.
+    """Build an RT-DETRv2 in eval mode from a checkpoint.
 
     Args:
-        path: an official release checkpoint, a bare state dict, or a checkpoint written by this package.
-        preset: preset name or config; inferred from the tensor shapes when omitted.
-        sampling: ``"bilinear"`` or ``"discrete"``; defaults to the sampling the weights were trained with.
+        path: an official release checkpoint, a bare state dict (``.pth`` or ``.safetensors``), a checkpoint
+            written by this package, or a transformers ``save_pretrained`` folder (see ``read_checkpoint``).
+        preset: preset name or config; when omitted, a folder's ``config.json`` or the tensor shapes decide.
+        sampling: ``"bilinear"`` or ``"discrete"``; defaults to the sampling the weights were trained with (a
+            folder's ``decoder_method``).
         num_classes: expected class count; must agree with the classification head.
 
     Returns:
@@ -237,6 +290,8 @@ def load_model(
     config = _config_for(preset, meta, sd)
     trained_sampling = meta.get("sampling", "bilinear")
     model = build_model(config, num_classes=head_classes, sampling=sampling or trained_sampling)
+    if meta.get("format") == hf.HF_FORMAT:  # transformers regenerates anchors; ours are geometry of the config
+        sd = {**sd, **{k: v for k, v in model.state_dict().items() if k in GEOMETRY_KEYS}}
     _load_strict(model, sd, config, path)
     model.eval()
     model.info = _model_info(meta, config, head_classes, trained_sampling, str(path))

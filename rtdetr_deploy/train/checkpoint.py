@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..models import infer_config, read_checkpoint, save_model
+from ..models import PRESETS, infer_config, read_checkpoint, save_model
+from ..models.checkpoint import Checkpoint
 from .config import TrainConfig
 from .ema import ModelEMA
 
@@ -171,14 +172,27 @@ def _describe(classes: list[tuple[int, str]]) -> str:
     return f"[{text}{', ...' if len(classes) > 6 else ''}] ({len(classes)})"
 
 
+def _looks_like(checkpoint: Checkpoint) -> str:
+    """``"; they look like preset 'X'"`` (with the flag that picks it), from a folder's config.json or the shapes."""
+    name = checkpoint.meta.get("config", {}).get("name")
+    if name is None:
+        try:
+            name = infer_config(checkpoint.state_dict).name
+        except CheckpointError:
+            return ""
+    return f"; they look like preset {name!r}" + (f" (--preset {name})" if name in PRESETS else "")
+
+
 def load_init_weights(model: nn.Module, path: str | os.PathLike[str]) -> str:
     """Load ``path``'s weights (EMA when present) into ``model`` to start a new run; returns a one-line summary.
 
-    Class-dependent tensors (score heads, denoising class embedding) are kept freshly initialised when the class
-    count differs, and anchors are recomputed for the run's input size. Anything else that does not fit
-    raises ``CheckpointError``.
+    ``path`` is anything ``models.read_checkpoint`` reads: a ``.pth``, a ``.safetensors`` file, or a transformers
+    ``save_pretrained`` folder (its weights renamed to the official keys). Class-dependent tensors (score heads,
+    denoising class embedding) are kept freshly initialised when the class count differs, and anchors are
+    recomputed for the run's input size. Anything else that does not fit raises ``CheckpointError``.
     """
-    state_dict = read_checkpoint(path).state_dict
+    checkpoint = read_checkpoint(path)
+    state_dict = checkpoint.state_dict
     own = model.state_dict()
     reinit, problems = [], []
     for key, value in own.items():
@@ -189,13 +203,12 @@ def load_init_weights(model: nn.Module, path: str | os.PathLike[str]) -> str:
             problems.append(f"missing {key}")
         elif theirs.shape != value.shape:
             (reinit if any(k in key for k in _CLASS_KEYS) else problems).append(key)
-    problems += [f"unexpected {k}" for k in state_dict if k not in own]
+    # Running counts exist only where norms are not frozen, a training choice that differs (transformers freezes
+    # every backbone's, the official r18vd/r34vd recipes do not): never decisive.
+    problems += [f"unexpected {k}" for k in state_dict if k not in own and not k.endswith("num_batches_tracked")]
     if problems:
-        try:
-            found = f"; they look like preset {infer_config(state_dict).name!r}"
-        except CheckpointError:
-            found = ""
         name = getattr(getattr(model, "config", None), "name", "?")
+        found = _looks_like(checkpoint)
         raise CheckpointError(f"{path}: weights do not fit preset {name!r} ({problems[0]}, ...){found}")
     loadable = {k: v for k, v in state_dict.items() if k in own and k not in reinit and k not in _SIZE_KEYS}
     model.load_state_dict(loadable, strict=False)
