@@ -14,7 +14,6 @@ what the engine wants. Everything but ``build_engine`` works without TensorRT.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -26,41 +25,28 @@ import onnx
 from onnx import TensorProto
 
 from ..atomic import atomic_path
+from ..engine_format import (
+    import_cudart,
+    import_tensorrt,
+    installed_pair,
+    make_logger,
+    normalize_gpu_name,
+    sidecar_dict,
+    write_engine,
+)
 from ..errors import EngineBuildError
-from ..runtime.tensorrt_backend import MIN_TENSORRT_MAJOR
 
 __all__ = [
-    "MIN_TENSORRT_MAJOR",
     "build_engine",
     "check_batch_range",
     "engine_sidecar",
     "gpu_description",
-    "import_tensorrt",
     "onnx_io",
     "onnx_precision",
     "profile_shapes",
-    "sidecar_path",
 ]
 
 _LOG = logging.getLogger(__name__)
-
-
-def import_tensorrt() -> ModuleType:
-    """Import ``tensorrt``, or raise ``EngineBuildError`` saying how to install a supported version (>= 10)."""
-    try:
-        import tensorrt as trt
-    except (ImportError, OSError) as exc:
-        raise EngineBuildError(
-            f"TensorRT is not installed: pip install rtdetr-deploy[trt] (TensorRT >= {MIN_TENSORRT_MAJOR} with an "
-            f"NVIDIA GPU and driver) [{type(exc).__name__}: {exc}]"
-        ) from None
-    major = int(str(trt.__version__).split(".")[0])
-    if major < MIN_TENSORRT_MAJOR:
-        raise EngineBuildError(
-            f"TensorRT {trt.__version__} is too old: rtdetr-deploy needs TensorRT >= {MIN_TENSORRT_MAJOR} "
-            "(pip install -U rtdetr-deploy[trt])"
-        )
-    return trt
 
 
 def check_batch_range(batch: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -71,12 +57,6 @@ def check_batch_range(batch: tuple[int, int, int]) -> tuple[int, int, int]:
     if not 1 <= low <= opt <= high:
         raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {low},{opt},{high}")
     return low, opt, high
-
-
-def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
-    """The sidecar of an engine: ``model.engine`` -> ``model.engine.json``."""
-    path = Path(engine_path)
-    return path.with_name(path.name + ".json")
 
 
 def _dims(info: onnx.ValueInfoProto) -> list[int | str]:
@@ -162,44 +142,50 @@ def engine_sidecar(
         ``{"metadata": {...}, "tensorrt": {"version", "gpu_name", "compute_capability", "precision",
         "input_size", "batch", "io"}}``.
     """
-    low, opt, high = check_batch_range(batch)
-    metadata = {p.key: p.value for p in model.metadata_props}
-    precision = onnx_precision(model)
-    metadata["precision"] = precision
     images = onnx_io(model).get("images", {}).get("shape", [])
-    input_size = list(images[2:4]) if len(images) == 4 else None
-    return {
-        "metadata": metadata,
-        "tensorrt": {
-            "version": tensorrt_version,
-            "gpu_name": gpu_name,
-            "compute_capability": list(compute_capability) if compute_capability is not None else None,
-            "precision": precision,
-            "input_size": input_size,
-            "batch": [low, opt, high],
-            "io": io,
-        },
-    }
+    return sidecar_dict(
+        {p.key: p.value for p in model.metadata_props},
+        tensorrt_version=tensorrt_version,
+        gpu_name=gpu_name,
+        compute_capability=compute_capability,
+        precision=onnx_precision(model),
+        input_size_hw=list(images[2:4]) if len(images) == 4 else None,
+        batch=check_batch_range(batch),
+        io=io,
+    )
+
+
+def _cudart_description(device: int | None) -> tuple[str | None, tuple[int, int] | None]:
+    """``gpu_description`` through cuda-python; ``(None, None)``, with a warning saying why, when it cannot tell."""
+    cudart = import_cudart()
+    if cudart is None:
+        return None, None
+    err = success = cudart.cudaError_t.cudaSuccess
+    try:
+        if device is None:
+            err, device = cudart.cudaGetDevice()
+        if err == success:
+            err, props = cudart.cudaGetDeviceProperties(device)
+    except RuntimeError as exc:  # what cuda-python 12.1 raises when it cannot load libcuda
+        reason = " ".join(str(exc).split())
+    else:
+        if err == success:
+            return normalize_gpu_name(props.name), (int(props.major), int(props.minor))
+        reason = str(getattr(err, "name", err))
+    _LOG.warning("cuda-python cannot describe the GPU (%s; %s)", reason, installed_pair())
+    return None, None
 
 
 def gpu_description(device: int | None = None) -> tuple[str | None, tuple[int, int] | None]:
     """Name and compute capability of a CUDA device (the current one by default), via cuda-python or torch.
 
     Returns:
-        ``(name, (major, minor))``, or ``(None, None)`` when neither cuda-python nor torch can see a GPU.
+        ``(name, (major, minor))``, or ``(None, None)`` when neither cuda-python nor torch can see a GPU (a
+        cuda-python that fails, e.g. one built for a newer CUDA than the driver, is named in a warning).
     """
-    cudart = _import_cudart()
-    if cudart is not None:
-        success = cudart.cudaError_t.cudaSuccess
-        if device is None:
-            err, device = cudart.cudaGetDevice()
-            if err != success:
-                device = None
-        if device is not None:
-            err, props = cudart.cudaGetDeviceProperties(device)
-            if err == success:
-                name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-                return name.rstrip("\x00").strip(), (int(props.major), int(props.minor))
+    name, capability = _cudart_description(device)
+    if name is not None:
+        return name, capability
     try:
         import torch
     except ImportError:
@@ -208,19 +194,7 @@ def gpu_description(device: int | None = None) -> tuple[str | None, tuple[int, i
         return None, None
     index = torch.cuda.current_device() if device is None else device
     major, minor = torch.cuda.get_device_capability(index)
-    return torch.cuda.get_device_name(index), (int(major), int(minor))
-
-
-def _import_cudart() -> ModuleType | None:
-    """cuda-python's runtime module: ``cuda.bindings.runtime`` (cuda-python >= 12.6) or ``cuda.cudart``."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart
-        except ImportError:
-            return None
-    return cudart
+    return normalize_gpu_name(torch.cuda.get_device_name(index)), (int(major), int(minor))
 
 
 def _dtype_name(trt: ModuleType, dtype: Any) -> str:
@@ -248,32 +222,22 @@ def _engine_io(trt: ModuleType, engine: Any) -> dict[str, dict[str, Any]]:
     return io
 
 
-def _make_logger(trt: ModuleType) -> Any:
-    """A TensorRT logger that keeps error messages for the exception and forwards the rest to ``logging``."""
-
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            if int(severity) <= int(trt.ILogger.Severity.ERROR):
-                self.errors.append(msg)
-                _LOG.error("TensorRT: %s", msg)
-            elif int(severity) == int(trt.ILogger.Severity.WARNING):
-                _LOG.warning("TensorRT: %s", msg)
-            else:
-                _LOG.debug("TensorRT: %s", msg)
-
-    return _Logger()
-
-
 def _checked(value: Any, what: str, logger: Any) -> Any:
     """``value`` unless TensorRT signalled failure with None/False; then ``EngineBuildError`` naming ``what``."""
     if value is None or value is False:
-        detail = f": {logger.errors[-1]}" if logger.errors else ""
+        detail = f": {logger.summary(-1)}" if logger.errors else ""
         raise EngineBuildError(f"TensorRT: {what} failed{detail}")
     return value
+
+
+def _create(factory: Any, *args: Any, what: str, logger: Any) -> Any:
+    """``factory(*args)`` for the bindings' ``trt.Builder``, ``trt.OnnxParser`` and ``trt.Runtime``, which raise
+    ``TypeError`` ("factory function returned nullptr") instead of returning None when TensorRT fails."""
+    try:
+        return factory(*args)
+    except (TypeError, RuntimeError) as exc:
+        detail = "; ".join(filter(None, [logger.summary(), " ".join(str(exc).split())]))
+        raise EngineBuildError(f"TensorRT could not create {what}: {detail} ({installed_pair()})") from None
 
 
 def _parse_errors(parser: Any) -> str:
@@ -283,6 +247,36 @@ def _parse_errors(parser: Any) -> str:
         where = error.node_name() or f"node {error.node()}"
         lines.append(f"  {where} ({error.node_operator() or '?'}): {error.desc()} [{error.code()}]")
     return "\n".join(lines)
+
+
+def _builder_config(
+    trt: ModuleType,
+    builder: Any,
+    logger: Any,
+    *,
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]],
+    workspace_gib: float,
+    allow_tf32: bool,
+    cache_path: Path | None,
+) -> Any:
+    """The ``IBuilderConfig``: workspace limit, TF32 off unless allowed, one profile, the timing cache (read
+    from ``cache_path`` when it exists, else empty)."""
+    config = _checked(builder.create_builder_config(), "creating the builder config", logger)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    if not allow_tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
+    profile = _checked(builder.create_optimization_profile(), "creating an optimization profile", logger)
+    for name, (low, opt, high) in shapes.items():
+        profile.set_shape(name, low, opt, high)
+    if config.add_optimization_profile(profile) < 0:
+        raise EngineBuildError(f"TensorRT rejected the optimization profile {shapes}")
+    cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
+    cache = _checked(config.create_timing_cache(cache_bytes), f"reading the timing cache {cache_path}", logger)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise EngineBuildError(
+            f"timing cache {cache_path} was made by another TensorRT version or GPU; delete it or pass another file"
+        )
+    return config
 
 
 def build_engine(
@@ -324,46 +318,29 @@ def build_engine(
         raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
     model = onnx.load(str(onnx_path), load_external_data=False)
     shapes = profile_shapes(model, batch)
-    trt = import_tensorrt()
+    trt = import_tensorrt(EngineBuildError)
 
     # TensorRT >= 10 frees builder, network, parser and config when their last reference goes (its context
     # managers are deprecated no-ops), so they live exactly as long as this call.
-    logger = _make_logger(trt)
-    try:
-        builder = _checked(trt.Builder(logger), "creating the builder", logger)
-    except (RuntimeError, TypeError) as exc:  # the bindings raise when the C++ factory returns null
-        raise EngineBuildError(f"TensorRT could not create a builder (is a CUDA GPU visible?): {exc}") from None
+    logger = make_logger(trt)
+    builder = _create(trt.Builder, logger, what="a builder (is a CUDA GPU visible?)", logger=logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = _checked(builder.create_network(flags), "creating a strongly typed network", logger)
-    parser = _checked(trt.OnnxParser(network, logger), "creating the ONNX parser", logger)
+    parser = _create(trt.OnnxParser, network, logger, what="the ONNX parser", logger=logger)
     if not parser.parse_from_file(str(onnx_path)) or parser.num_errors:
-        raise EngineBuildError(
-            f"TensorRT cannot parse {onnx_path} ({parser.num_errors} errors):\n{_parse_errors(parser)}"
-        )
-
-    config = _checked(builder.create_builder_config(), "creating the builder config", logger)
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    if not allow_tf32:
-        config.clear_flag(trt.BuilderFlag.TF32)
-    profile = _checked(builder.create_optimization_profile(), "creating an optimization profile", logger)
-    for name, (low, opt, high) in shapes.items():
-        profile.set_shape(name, low, opt, high)
-    if config.add_optimization_profile(profile) < 0:
-        raise EngineBuildError(f"TensorRT rejected the optimization profile {shapes}")
+        listed = _parse_errors(parser) or f"  {logger.summary() or 'no message'}"
+        raise EngineBuildError(f"TensorRT cannot parse {onnx_path} ({parser.num_errors} errors):\n{listed}")
 
     cache_path = Path(timing_cache) if timing_cache is not None else None
-    cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
-    cache = _checked(config.create_timing_cache(cache_bytes), f"reading the timing cache {cache_path}", logger)
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
-        raise EngineBuildError(
-            f"timing cache {cache_path} was made by another TensorRT version or GPU; delete it or pass another file"
-        )
-
+    config = _builder_config(
+        trt, builder, logger, shapes=shapes, workspace_gib=workspace_gib, allow_tf32=allow_tf32, cache_path=cache_path
+    )
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        detail = "; ".join(logger.errors[-3:]) or "see the TensorRT log"
+        detail = logger.summary(-3) or "see the TensorRT log"
         raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path}: {detail}")
-    engine = _checked(trt.Runtime(logger).deserialize_cuda_engine(plan), "loading the engine it just built", logger)
+    runtime = _create(trt.Runtime, logger, what="a runtime", logger=logger)
+    engine = _checked(runtime.deserialize_cuda_engine(plan), "loading the engine it just built", logger)
     gpu_name, capability = gpu_description()
     sidecar = engine_sidecar(
         model,
@@ -374,10 +351,7 @@ def build_engine(
         io=_engine_io(trt, engine),
     )
 
-    # The engine lands first: an engine without a sidecar is refused, a sidecar without its engine would lie.
-    with atomic_path(sidecar_path(engine_path)) as tmp_sidecar, atomic_path(engine_path) as tmp_engine:
-        tmp_engine.write_bytes(memoryview(plan))
-        tmp_sidecar.write_text(json.dumps(sidecar, indent=2))
+    write_engine(engine_path, plan, sidecar)
     if cache_path is not None:
         serialized = _checked(config.get_timing_cache(), "reading back the timing cache", logger).serialize()
         with atomic_path(cache_path) as tmp_cache:

@@ -1,29 +1,37 @@
 """CUDA device and pinned host memory, one stream and CUDA graphs for the TensorRT backend.
 
 Uses NVIDIA's cuda-python runtime bindings (``cuda.bindings.runtime``, or ``cuda.cudart`` in older releases);
-pycuda is accepted when cuda-python is missing (no CUDA graphs then). Every call is checked and raises
-``BackendError`` naming the call and the CUDA error. Nothing here imports at module import time.
+pycuda is accepted when cuda-python is missing (no CUDA graphs then). Every call is checked and raises one line
+of ``BackendError`` naming the call, the CUDA error and the installed TensorRT / cuda-python pair (a cuda-python
+built for a newer CUDA than the driver fails every call, and cuda-python 12.1 raises ``RuntimeError`` instead of
+returning an error code when it cannot load the driver). Nothing here imports at module import time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
 
+from ..engine_format import import_cudart, installed_pair, normalize_gpu_name
 from ..errors import BackendError
 
 __all__ = ["CudaApi", "load_cuda"]
+
+_LOG = logging.getLogger(__name__)
 
 
 class CudaApi(Protocol):
     """The few CUDA runtime operations the TensorRT backend needs, on one device.
 
     Device pointers and stream handles are plain ints (what TensorRT's ``set_tensor_address`` and
-    ``execute_async_v3`` take); host buffers are pinned numpy arrays.
+    ``execute_async_v3`` take); host buffers are pinned numpy arrays. ``end_capture`` raises when the capture
+    failed; ``abort_capture`` then ends it and frees its graph without raising, so the caller can report the
+    error that broke the capture.
     """
 
     name: str
@@ -42,33 +50,39 @@ class CudaApi(Protocol):
     def copy_to_host(self, dst: np.ndarray, src: int, stream: int) -> None: ...
     def begin_capture(self, stream: int) -> None: ...
     def end_capture(self, stream: int) -> Any: ...
+    def abort_capture(self, stream: int) -> None: ...
     def graph_instantiate(self, graph: Any) -> Any: ...
     def graph_launch(self, graph_exec: Any, stream: int) -> None: ...
-    def graph_destroy(self, graph: Any, graph_exec: Any) -> None: ...
+    def graph_destroy(self, graph: Any, graph_exec: Any = None) -> None: ...
 
 
 def load_cuda(device_index: int) -> CudaApi:
     """cuda-python's runtime API on ``device_index``, else pycuda's.
 
     Raises:
-        BackendError: neither is installed, or the device cannot be used.
+        BackendError: neither is installed, or the device cannot be used (the message names the installed pair).
     """
-    try:
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:
-            from cuda import cudart
-    except ImportError:
-        cudart = None
+    cudart = import_cudart()
     if cudart is not None:
         return _CudaPython(cudart, device_index)
     try:
         import pycuda.driver as pycuda_driver
     except ImportError:
         raise BackendError(
-            "the TensorRT backend needs cuda-python (pip install cuda-python) or pycuda to manage GPU memory"
+            "the TensorRT backend needs cuda-python (pip install 'rtdetr-deploy[trt]') or pycuda to manage GPU "
+            f"memory ({installed_pair()})"
         ) from None
     return _PyCuda(pycuda_driver, device_index)
+
+
+def _one_line(value: Any) -> str:
+    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return " ".join(text.split())
+
+
+def _cuda_version(number: int) -> str:
+    """``12040`` -> ``"12.4"`` (how the CUDA runtime encodes versions)."""
+    return f"{number // 1000}.{number % 1000 // 10}"
 
 
 class _CudaPython:
@@ -79,6 +93,7 @@ class _CudaPython:
 
     def __init__(self, cudart: Any, device_index: int) -> None:
         self._rt = cudart
+        self._success = cudart.cudaError_t.cudaSuccess
         self._device = device_index
         (count,) = self._call("cudaGetDeviceCount")
         if not 0 <= device_index < count:
@@ -86,11 +101,29 @@ class _CudaPython:
         self._call("cudaSetDevice", device_index)
 
     def _call(self, fn: str, *args: Any) -> tuple[Any, ...]:
-        err, *results = getattr(self._rt, fn)(*args)
-        if err != self._rt.cudaError_t.cudaSuccess:
-            _, name = self._rt.cudaGetErrorName(err)
-            raise BackendError(f"CUDA {fn} failed: {name.decode() if isinstance(name, bytes) else name}")
+        try:
+            err, *results = getattr(self._rt, fn)(*args)
+        except RuntimeError as exc:  # cuda-python 12.1 raises this when it cannot load libcuda
+            raise BackendError(f"CUDA {fn} failed: {_one_line(exc)} ({installed_pair()})") from None
+        if err != self._success:
+            raise BackendError(f"CUDA {fn} failed: {self._describe(err)} ({installed_pair()})")
         return tuple(results)
+
+    def _describe(self, err: Any) -> str:
+        """``cudaErrorX: its description``, plus both CUDA versions when the driver is too old for this runtime."""
+        text = str(getattr(err, "name", err))
+        # Best effort: a failure to describe the error must not replace the error being described.
+        with contextlib.suppress(Exception):
+            code, description = self._rt.cudaGetErrorString(err)
+            if code == self._success:
+                text += f": {_one_line(description)}"
+        if text.startswith("cudaErrorInsufficientDriver"):
+            with contextlib.suppress(Exception):
+                (_, driver), (_, runtime) = self._rt.cudaDriverGetVersion(), self._rt.cudaRuntimeGetVersion()
+                text += (
+                    f" (the driver supports CUDA {_cuda_version(driver)}, cuda-python needs {_cuda_version(runtime)})"
+                )
+        return text
 
     @contextlib.contextmanager
     def activate(self) -> Iterator[None]:
@@ -100,8 +133,7 @@ class _CudaPython:
 
     def device_info(self) -> tuple[str, tuple[int, int]]:
         (props,) = self._call("cudaGetDeviceProperties", self._device)
-        name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-        return name.rstrip("\x00").strip(), (int(props.major), int(props.minor))
+        return normalize_gpu_name(props.name), (int(props.major), int(props.minor))
 
     def malloc(self, nbytes: int) -> int:
         return int(self._call("cudaMalloc", max(int(nbytes), 1))[0])
@@ -141,15 +173,34 @@ class _CudaPython:
     def end_capture(self, stream: int) -> Any:
         return self._call("cudaStreamEndCapture", stream)[0]
 
+    def abort_capture(self, stream: int) -> None:
+        """End the stream's capture if one is still open, destroy the graph it yields, clear the error it left.
+
+        Never raises: it runs while another error (the one that broke the capture) is being reported.
+        """
+        rt = self._rt
+        try:
+            err, status = rt.cudaStreamIsCapturing(stream)
+            if err != self._success or status != rt.cudaStreamCaptureStatus.cudaStreamCaptureStatusNone:
+                err, graph = rt.cudaStreamEndCapture(stream)
+                # An invalidated capture ends with an error and a NULL graph; a valid one yields a graph to free.
+                if err == self._success and graph is not None and int(graph) != 0:
+                    rt.cudaGraphDestroy(graph)
+            rt.cudaGetLastError()
+        except Exception as exc:  # cleanup on an error path: log, and let the original error through
+            _LOG.warning("could not end a failed CUDA graph capture cleanly: %s", _one_line(exc))
+
     def graph_instantiate(self, graph: Any) -> Any:
         return self._call("cudaGraphInstantiate", graph, 0)[0]
 
     def graph_launch(self, graph_exec: Any, stream: int) -> None:
         self._call("cudaGraphLaunch", graph_exec, stream)
 
-    def graph_destroy(self, graph: Any, graph_exec: Any) -> None:
-        self._call("cudaGraphExecDestroy", graph_exec)
-        self._call("cudaGraphDestroy", graph)
+    def graph_destroy(self, graph: Any, graph_exec: Any = None) -> None:
+        if graph_exec is not None:
+            self._call("cudaGraphExecDestroy", graph_exec)
+        if graph is not None:
+            self._call("cudaGraphDestroy", graph)
 
 
 class _PyCuda:
@@ -168,7 +219,9 @@ class _PyCuda:
             self._dev = driver.Device(device_index)
             self._context = self._dev.retain_primary_context()
         except driver.Error as exc:
-            raise BackendError(f"pycuda could not open cuda:{device_index}: {exc}") from None
+            raise BackendError(
+                f"pycuda could not open cuda:{device_index}: {_one_line(exc)} ({installed_pair()})"
+            ) from None
         self._allocations: dict[int, Any] = {}
         self._streams: dict[int, Any] = {}
 
@@ -186,10 +239,10 @@ class _PyCuda:
             try:
                 return fn(*args)
             except self._drv.Error as exc:
-                raise BackendError(f"CUDA {what} failed: {exc}") from None
+                raise BackendError(f"CUDA {what} failed: {_one_line(exc)} ({installed_pair()})") from None
 
     def device_info(self) -> tuple[str, tuple[int, int]]:
-        return str(self._dev.name()), tuple(self._dev.compute_capability())
+        return normalize_gpu_name(self._dev.name()), tuple(self._dev.compute_capability())
 
     def malloc(self, nbytes: int) -> int:
         allocation = self._checked("mem_alloc", self._drv.mem_alloc, max(int(nbytes), 1))
@@ -227,6 +280,11 @@ class _PyCuda:
         self._checked("memcpy_dtoh_async", self._drv.memcpy_dtoh_async, dst, src, self._streams[stream])
 
     def _no_graphs(self, *args: Any) -> Any:
-        raise BackendError("CUDA graphs need cuda-python (pip install cuda-python); pycuda cannot capture them")
+        raise BackendError(
+            "CUDA graphs need cuda-python (pip install 'rtdetr-deploy[trt]'); pycuda cannot capture them"
+        )
+
+    def abort_capture(self, stream: int) -> None:
+        """Nothing to end: pycuda never begins a capture."""
 
     begin_capture = end_capture = graph_instantiate = graph_launch = graph_destroy = _no_graphs

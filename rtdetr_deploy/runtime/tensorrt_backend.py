@@ -4,100 +4,44 @@ Only the TensorRT >= 10 named-tensor API is used (``num_io_tensors``, ``get_tens
 ``set_tensor_address``, ``execute_async_v3``). Before deserializing, the sidecar is checked against the installed
 TensorRT and the GPU, because an engine only runs on the TensorRT version and GPU model it was built for.
 Device buffers are allocated once for the largest batch of the optimisation profile, host buffers are pinned,
-and everything runs on one stream; optionally the inference is captured once per batch size as a CUDA graph.
+and everything runs on one stream.
+
+With ``cuda_graph`` each input shape's inference is captured once as a CUDA graph and replayed. A graph holds
+the work enqueued for its context's shapes at capture time, and TensorRT allows no replay after
+``set_input_shape`` changed them, so every captured shape gets an execution context (and activation memory) of
+its own whose shapes never change. As in trtexec, the stream is synchronised before a capture; a failed capture
+is ended, its graph freed, and what TensorRT logged is raised.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from ..engine_format import (
+    EngineSidecar,
+    import_tensorrt,
+    installed_pair,
+    make_logger,
+    normalize_gpu_name,
+    read_sidecar,
+)
 from ..errors import BackendError
-from ..metadata import ModelMetadata
+from .backend import BackendBase
 from .config import parse_device
 from .cuda_memory import CudaApi, load_cuda
 from .tensors import TensorSpec
 
-__all__ = ["TrtBackend", "EngineSidecar", "read_sidecar", "check_engine_compatible", "sidecar_path"]
+__all__ = ["TrtBackend", "check_engine_compatible"]
 
 logger = logging.getLogger(__name__)
-
-MIN_TENSORRT_MAJOR = 10
-
-
-def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
-    """``model.engine`` -> ``model.engine.json``."""
-    engine_path = Path(engine_path)
-    return engine_path.with_name(engine_path.name + ".json")
-
-
-@dataclass(frozen=True)
-class EngineSidecar:
-    """What the builder recorded beside an engine.
-
-    Attributes:
-        metadata: the model's self-description (as in the ONNX file it was built from).
-        tensorrt_version: version of the TensorRT that built it, e.g. ``"10.7.0"``.
-        gpu_name: name of the GPU it was built on (``None`` when the builder could not tell).
-        compute_capability: ``(major, minor)`` of that GPU (``None`` when the builder could not tell).
-        precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
-        io: tensor name to ``{"dtype": ..., "shape": [...]}`` as built.
-        batch: ``(min, opt, max)`` batch of the optimisation profile.
-    """
-
-    metadata: ModelMetadata
-    tensorrt_version: str
-    gpu_name: str | None
-    compute_capability: tuple[int, int] | None
-    precision: str
-    io: dict[str, dict[str, Any]]
-    batch: tuple[int, int, int]
-
-
-def read_sidecar(engine_path: str | os.PathLike[str]) -> EngineSidecar:
-    """Read and validate ``<engine>.json``.
-
-    Raises:
-        FileNotFoundError: no engine, or no sidecar beside it.
-        BackendError: the sidecar is not the builder's JSON.
-    """
-    engine_path = Path(engine_path)
-    if not engine_path.is_file():
-        raise FileNotFoundError(f"engine not found: {engine_path}")
-    path = sidecar_path(engine_path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{engine_path}: its sidecar {path.name} is missing; engines built by rtdetr-export have one beside them"
-        )
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        trt_info = raw["tensorrt"]
-        metadata = ModelMetadata.from_props(raw["metadata"])
-        low, opt, high = (int(b) for b in trt_info.get("batch", metadata.batch))
-        capability = trt_info["compute_capability"]
-        if capability is not None:
-            major, minor = (int(v) for v in capability)
-            capability = (major, minor)
-        gpu_name = trt_info["gpu_name"]
-        return EngineSidecar(
-            metadata=metadata,
-            tensorrt_version=str(trt_info["version"]),
-            gpu_name=None if gpu_name is None else str(gpu_name),
-            compute_capability=capability,
-            precision=str(trt_info.get("precision", metadata.precision)),
-            io=dict(trt_info.get("io", {})),
-            batch=(low, opt, high),
-        )
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise BackendError(f"{path}: not a valid engine sidecar ({type(exc).__name__}: {exc})") from None
 
 
 def check_engine_compatible(
@@ -134,44 +78,11 @@ def check_engine_compatible(
             f"{engine_path}: built for {sidecar.gpu_name} (compute capability {built}), but this GPU is {gpu_name} "
             f"(compute capability {here}); {rebuild}"
         )
-    if sidecar.gpu_name.strip() != gpu_name.strip():
+    if normalize_gpu_name(sidecar.gpu_name) != normalize_gpu_name(gpu_name):
         raise BackendError(
             f"{engine_path}: built for {sidecar.gpu_name}, but this GPU is {gpu_name}; TensorRT engines are specific "
             f"to the GPU model; {rebuild}"
         )
-
-
-def _import_tensorrt() -> ModuleType:
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise BackendError(f"the tensorrt backend needs TensorRT: pip install tensorrt ({exc})") from None
-    major = int(str(tensorrt.__version__).split(".")[0])
-    if major < MIN_TENSORRT_MAJOR:
-        raise BackendError(
-            f"TensorRT {tensorrt.__version__} is too old: the runtime uses the TensorRT >= {MIN_TENSORRT_MAJOR} "
-            "named-tensor API"
-        )
-    return tensorrt
-
-
-def _make_logger(trt: ModuleType) -> Any:
-    """A TensorRT logger that keeps error messages for our exceptions and forwards warnings to ``logging``."""
-
-    base: Any = trt.ILogger
-
-    class _Logger(base):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
-                self.errors.append(msg)
-            elif severity == trt.ILogger.Severity.WARNING:
-                logger.warning("TensorRT: %s", msg)
-
-    return _Logger()
 
 
 @dataclass
@@ -184,12 +95,32 @@ class _Binding:
     host: np.ndarray
 
 
-class TrtBackend:
+@dataclass
+class _Graph:
+    """One input shape's CUDA graph, its executable instance, and the context it was captured on (kept as is)."""
+
+    context: Any
+    graph: Any
+    graph_exec: Any
+
+
+def _create_runtime(trt: ModuleType, trt_logger: Any) -> Any:
+    """``trt.Runtime(logger)``; its binding raises ``TypeError`` (not None) when TensorRT returns no runtime."""
+    try:
+        return trt.Runtime(trt_logger)
+    except (TypeError, RuntimeError) as exc:
+        detail = "; ".join(filter(None, [trt_logger.summary(), " ".join(str(exc).split())]))
+        raise BackendError(f"TensorRT could not create a runtime: {detail} ({installed_pair()})") from None
+
+
+class TrtBackend(BackendBase):
     """Runs a serialized TensorRT engine (build it with ``TrtBackend.from_path``).
 
-    Owns the runtime, engine, execution context, the stream, every buffer and any CUDA graphs; ``close()``
+    Owns the runtime, engine, execution contexts, the stream, every buffer and any CUDA graphs; ``close()``
     releases them (``__del__`` only as a fallback).
     """
+
+    name = "tensorrt"
 
     def __init__(
         self,
@@ -202,16 +133,18 @@ class TrtBackend:
         path: Path,
         device: str,
         cuda_graph: bool,
+        trt_logger: Any,
     ) -> None:
         self._closed = False
         self._trt = trt
         self._cuda = cuda
         self._runtime = runtime
         self._engine = engine
+        self._logger = trt_logger
         self._context: Any = None
         self._stream = 0
         self._bindings: dict[str, _Binding] = {}
-        self._graphs: dict[tuple[tuple[int, ...], ...], tuple[Any, Any]] = {}
+        self._graphs: dict[tuple[tuple[int, ...], ...], _Graph] = {}
         self._shapes: tuple[tuple[int, ...], ...] | None = None
         self._use_graph = cuda_graph
         # The engine's optimisation profile and precision, not the ONNX's, bound what this backend accepts.
@@ -219,7 +152,8 @@ class TrtBackend:
         self.sidecar = sidecar
         self.path = path
         self.device = device
-        self.description = f"TensorRT {trt.__version__} ({cuda.device_info()[0]}, {sidecar.precision})"
+        graph = ", CUDA graphs" if cuda_graph else ""
+        self.description = f"TensorRT {trt.__version__} ({cuda.device_info()[0]}, {sidecar.precision}{graph})"
         try:
             self._setup()
         except BaseException:
@@ -237,23 +171,27 @@ class TrtBackend:
         Args:
             path: a ``.engine`` file with ``<path>.json`` beside it.
             device: the GPU to run on.
-            cuda_graph: capture each batch size's inference as a CUDA graph on first use and replay it.
+            cuda_graph: capture each input shape's inference as a CUDA graph on first use and replay it (each
+                captured shape keeps an execution context, and so activation memory, of its own).
 
         Raises:
             FileNotFoundError: no engine or no sidecar.
-            BackendError: TensorRT or cuda-python/pycuda missing, device not a GPU, engine built for another
-                TensorRT or GPU, or deserialization failed.
+            ValueError: a device that is not a GPU.
+            BackendError: TensorRT or cuda-python/pycuda missing (CUDA graphs need cuda-python), engine built for
+                another TensorRT or GPU, or the runtime or deserialization failed.
         """
         path = Path(path)
         kind, index = parse_device(device or "cuda:0")
         if kind != "cuda":
-            raise BackendError(
+            raise ValueError(
                 f"{path}: TensorRT engines run on CUDA GPUs only, not on {device!r}; pass --device cuda:0, or run the "
                 ".onnx with onnxruntime on the CPU"
             )
         sidecar = read_sidecar(path)
-        trt = _import_tensorrt()
+        trt = import_tensorrt(BackendError)
         cuda = load_cuda(index)
+        if cuda_graph and not cuda.supports_graphs:
+            raise BackendError(f"CUDA graphs need cuda-python, but {cuda.name} is what is installed here")
         gpu_name, capability = cuda.device_info()
         check_engine_compatible(
             sidecar,
@@ -262,14 +200,12 @@ class TrtBackend:
             compute_capability=capability,
             engine_path=path,
         )
-        trt_logger = _make_logger(trt)
+        trt_logger = make_logger(trt)
         with cuda.activate():
-            runtime = trt.Runtime(trt_logger)
-            if runtime is None:
-                raise BackendError("TensorRT could not create a runtime: " + "; ".join(trt_logger.errors))
+            runtime = _create_runtime(trt, trt_logger)
             engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-            detail = "; ".join(trt_logger.errors) or "no message"
+            detail = trt_logger.summary(0) or "no message"
             raise BackendError(
                 f"{path}: TensorRT {trt.__version__} could not deserialize the engine (built with TensorRT "
                 f"{sidecar.tensorrt_version}): {detail}"
@@ -283,20 +219,32 @@ class TrtBackend:
             path=path,
             device=f"cuda:{index}",
             cuda_graph=cuda_graph,
+            trt_logger=trt_logger,
         )
 
+    def _create_context(self) -> Any:
+        context = self._engine.create_execution_context()
+        if context is None:
+            detail = self._logger.summary(-3) or "out of GPU memory?"
+            raise BackendError(f"{self.path}: TensorRT could not create an execution context ({detail})")
+        return context
+
+    def _bind(self, context: Any) -> None:
+        for name, binding in self._bindings.items():
+            if not context.set_tensor_address(name, binding.device):
+                raise BackendError(f"{self.path}: TensorRT refused the device address of {name!r}")
+
     def _setup(self) -> None:
+        """Create the first context, size every buffer for the profile's largest shapes, bind them."""
         trt, engine, cuda = self._trt, self._engine, self._cuda
         with cuda.activate():
-            self._context = engine.create_execution_context()
-            if self._context is None:
-                raise BackendError(f"{self.path}: TensorRT could not create an execution context (out of GPU memory?)")
+            self._context = self._create_context()
             self._stream = cuda.stream_create()
             names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
             inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
             for name in inputs:
                 max_shape = tuple(engine.get_tensor_profile_shape(name, 0)[2])
-                self._set_input_shape(name, max_shape)
+                self._set_input_shape(self._context, name, max_shape)
             for name in names:
                 is_input = name in inputs
                 dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
@@ -309,18 +257,22 @@ class TrtBackend:
                 binding = _Binding(spec, is_input, device=cuda.malloc(size * dtype.itemsize), host=np.empty(0))
                 self._bindings[name] = binding
                 binding.host = cuda.host_empty(size, dtype)
-                if not self._context.set_tensor_address(name, binding.device):
-                    raise BackendError(f"{self.path}: TensorRT refused the device address of {name!r}")
+            self._bind(self._context)
 
-    def _set_input_shape(self, name: str, shape: tuple[int, ...]) -> None:
-        if not self._context.set_input_shape(name, shape):
+    def _set_input_shape(self, context: Any, name: str, shape: tuple[int, ...]) -> None:
+        if not context.set_input_shape(name, shape):
             low, _, high = (tuple(s) for s in self._engine.get_tensor_profile_shape(name, 0))
             raise BackendError(
                 f"{self.path}: input {name!r} shape {shape} is outside the engine's profile {low}..{high}"
             )
 
+    def _set_input_shapes(self, context: Any, shapes: tuple[tuple[int, ...], ...]) -> None:
+        inputs = [name for name, binding in self._bindings.items() if binding.is_input]
+        for name, shape in zip(inputs, shapes, strict=True):
+            self._set_input_shape(context, name, shape)
+
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Copy inputs to the GPU, execute on the stream, copy outputs back and synchronise.
+        """Copy inputs to the GPU, execute (or replay this shape's graph) on the stream, copy outputs back.
 
         Args:
             feed: one array per input; converted to the engine's declared dtype (e.g. int64 -> int32 sizes).
@@ -337,10 +289,6 @@ class TrtBackend:
             raise BackendError(f"{self.path}: missing inputs {sorted(missing)}")
         shapes = tuple(tuple(np.shape(feed[name])) for name in inputs)
         with cuda.activate():
-            if shapes != self._shapes:
-                for name, shape in zip(inputs, shapes, strict=True):
-                    self._set_input_shape(name, shape)
-                self._shapes = shapes
             for name, binding in inputs.items():
                 array = np.asarray(feed[name])
                 if array.size > binding.host.size:
@@ -348,51 +296,90 @@ class TrtBackend:
                 view = binding.host[: array.size].reshape(array.shape)
                 np.copyto(view, array, casting="same_kind")
                 cuda.copy_to_device(binding.device, view, stream)
-            self._execute(shapes)
+            context = self._run(shapes)
             results = {}
             for name, binding in self._bindings.items():
                 if binding.is_input:
                     continue
-                shape = tuple(int(d) for d in self._context.get_tensor_shape(name))
+                shape = tuple(int(d) for d in context.get_tensor_shape(name))
                 view = binding.host[: int(np.prod(shape))].reshape(shape)
                 cuda.copy_to_host(view, binding.device, stream)
                 results[name] = view
             cuda.stream_sync(stream)
         return {name: view.copy() for name, view in results.items()}
 
-    def _execute(self, shapes: tuple[tuple[int, ...], ...]) -> None:
+    def _enqueue(self, context: Any) -> None:
+        if not context.execute_async_v3(self._stream):
+            raise BackendError(
+                f"{self.path}: TensorRT execute_async_v3 failed: {self._logger.summary(-3) or 'no message'}"
+            )
+
+    def _run(self, shapes: tuple[tuple[int, ...], ...]) -> Any:
+        """Enqueue the inference for ``shapes``; returns the context whose output shapes describe it."""
         if not self._use_graph:
-            if not self._context.execute_async_v3(self._stream):
-                raise BackendError(f"{self.path}: TensorRT execute_async_v3 failed")
-            return
+            if shapes != self._shapes:
+                self._set_input_shapes(self._context, shapes)
+                self._shapes = shapes
+            self._enqueue(self._context)
+            return self._context
         graph = self._graphs.get(shapes)
         if graph is None:
-            # The first enqueue after a shape change does setup work that must not be captured.
-            if not self._context.execute_async_v3(self._stream):
-                raise BackendError(f"{self.path}: TensorRT execute_async_v3 failed")
-            self._cuda.begin_capture(self._stream)
-            try:
-                ok = self._context.execute_async_v3(self._stream)
-            finally:
-                captured = self._cuda.end_capture(self._stream)
-            if not ok:
-                raise BackendError(f"{self.path}: TensorRT could not be captured into a CUDA graph; run without it")
-            graph = (captured, self._cuda.graph_instantiate(captured))
+            graph = self._capture(shapes)
             self._graphs[shapes] = graph
-        self._cuda.graph_launch(graph[1], self._stream)
+        self._cuda.graph_launch(graph.graph_exec, self._stream)
+        return graph.context
+
+    def _capture(self, shapes: tuple[tuple[int, ...], ...]) -> _Graph:
+        """Capture ``shapes``' inference as a CUDA graph on a context of its own (the first context for the first).
+
+        Raises:
+            BackendError: TensorRT or CUDA refused the capture; the message carries what TensorRT logged and the
+                CUDA error, the capture is ended and whatever it created is freed.
+        """
+        cuda, stream = self._cuda, self._stream
+        context = self._context if not self._graphs else self._create_context()
+        if context is not self._context:
+            self._bind(context)
+        self._set_input_shapes(context, shapes)
+        # The first enqueue after a shape change does setup work that must not be captured, and nothing may be
+        # pending on the stream when the capture begins.
+        self._enqueue(context)
+        cuda.stream_sync(stream)
+        logged = len(self._logger.errors)
+        graph = None
+        cuda.begin_capture(stream)
+        try:
+            if not context.execute_async_v3(stream):
+                raise BackendError("execute_async_v3 returned False while capturing")
+            graph = cuda.end_capture(stream)
+            return _Graph(context, graph, cuda.graph_instantiate(graph))
+        except BaseException as exc:
+            cuda.abort_capture(stream)
+            if graph is not None:
+                try:
+                    cuda.graph_destroy(graph)
+                except BackendError as cleanup:  # report the capture's error, not the cleanup's
+                    logger.warning("%s: could not free a failed CUDA graph: %s", self.path, cleanup)
+            if not isinstance(exc, BackendError):
+                raise
+            detail = "; ".join(filter(None, [self._logger.summary(logged), str(exc)]))
+            raise BackendError(
+                f"{self.path}: could not capture the inference for input shapes {list(shapes)} as a CUDA graph: "
+                f"{detail}; run without cuda_graph"
+            ) from None
 
     def close(self) -> None:
-        """Free graphs, buffers, the stream, the context and the engine, in that order (idempotent)."""
+        """Free graphs and their contexts, buffers, the stream, the context and the engine (idempotent)."""
         if getattr(self, "_closed", True):
             return
         self._closed = True
         cuda = self._cuda
         with cuda.activate():
-            for graph, graph_exec in self._graphs.values():
-                cuda.graph_destroy(graph, graph_exec)
-            self._graphs.clear()
             if self._stream:
                 cuda.stream_sync(self._stream)
+            for graph in self._graphs.values():
+                cuda.graph_destroy(graph.graph, graph.graph_exec)
+            self._graphs.clear()
             for binding in self._bindings.values():
                 cuda.free(binding.device)
                 if binding.host.size:
@@ -404,14 +391,6 @@ class TrtBackend:
             self._context = None
             self._engine = None
             self._runtime = None
-
-    def __enter__(self) -> TrtBackend:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         try:

@@ -3,12 +3,15 @@ building engines needs TensorRT and a GPU and is skipped without them."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tensorrt_stubs import API_DATA, NULLPTR, ILogger, Severity
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -16,6 +19,7 @@ onnx = pytest.importorskip("onnx")
 from helpers import CLASS_NAMES, tiny_deploy_onnx  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
+from rtdetr_deploy.engine_format import sidecar_path  # noqa: E402
 from rtdetr_deploy.errors import EngineBuildError  # noqa: E402
 from rtdetr_deploy.export.tensorrt import (  # noqa: E402
     build_engine,
@@ -25,7 +29,6 @@ from rtdetr_deploy.export.tensorrt import (  # noqa: E402
     onnx_io,
     onnx_precision,
     profile_shapes,
-    sidecar_path,
 )
 from rtdetr_deploy.metadata import ModelMetadata  # noqa: E402
 
@@ -154,7 +157,7 @@ def test_bad_arguments_fail_before_tensorrt_is_needed(tiny_onnx, tmp_path):
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed")
 def test_missing_tensorrt_is_one_actionable_error(tiny_onnx, tmp_path):
     engine = tmp_path / "tiny.engine"
-    with pytest.raises(EngineBuildError, match=r"TensorRT is not installed: pip install rtdetr-deploy\[trt\]"):
+    with pytest.raises(EngineBuildError, match=r"TensorRT is not installed: pip install .rtdetr-deploy\[trt\]."):
         build_engine(tiny_onnx, engine, batch=(1, 2, 4))
     assert not engine.exists() and not sidecar_path(engine).exists()
 
@@ -260,3 +263,171 @@ def test_parse_errors_are_all_reported(trt, tmp_path):
     with pytest.raises(EngineBuildError, match="(?s)cannot parse .*NoSuchOp"):
         build_engine(path, tmp_path / "broken.engine")
     assert not (tmp_path / "broken.engine").exists()
+
+
+# Error wrapping, on a stub ``tensorrt`` shaped like the bindings (its names are checked against the committed
+# API lists): ``trt.Builder``, ``trt.OnnxParser`` and ``trt.Runtime`` raise TypeError instead of returning None.
+
+
+def _parser_error(node: int, name: str, op: str, desc: str) -> types.SimpleNamespace:
+    """A ``ParserError``: every field is a method, as in the bindings."""
+    fields = {"code": "UNSUPPORTED_NODE", "desc": desc, "node": node, "node_name": name, "node_operator": op}
+    return types.SimpleNamespace(**{key: (lambda value=value: value) for key, value in fields.items()})
+
+
+def _stub_trt(*, fail: str, parse_errors: list[types.SimpleNamespace] | None = None) -> types.SimpleNamespace:
+    """A ``tensorrt`` whose step ``fail`` fails as the bindings do: logging an error, then raising (factories)
+    or returning None/False. Objects are namespaces of the methods ``build_engine`` calls."""
+
+    def factory(logger: ILogger, step: str, message: str) -> None:
+        if fail == step:
+            logger.log(Severity.ERROR, message)
+            raise TypeError(NULLPTR)
+
+    def parse_from_file(logger: ILogger, path: str) -> bool:
+        if fail == "parse_silent":
+            logger.log(Severity.ERROR, "ModelImporter.cpp:0: Failed to parse ONNX model from file")
+        return fail not in ("parse", "parse_silent")
+
+    def deserialize(logger: ILogger, plan: bytes) -> None:
+        logger.log(Severity.ERROR, "Serialization assertion magicTagRead == kMAGIC_TAG failed.")
+
+    config = types.SimpleNamespace(
+        set_memory_pool_limit=lambda pool, size: None,
+        clear_flag=lambda flag: None,
+        add_optimization_profile=lambda profile: 0,
+        create_timing_cache=lambda data: object(),
+        set_timing_cache=lambda cache, ignore_mismatch: True,
+    )
+    profile = types.SimpleNamespace(set_shape=lambda name, low, opt, high: None)
+    errors = parse_errors or []
+
+    def builder(logger: ILogger) -> types.SimpleNamespace:
+        factory(logger, "builder", "CUDA initialization failure with error: 35")
+        return types.SimpleNamespace(
+            create_network=lambda flags: object(),
+            create_builder_config=lambda: config,
+            create_optimization_profile=lambda: profile,
+            build_serialized_network=lambda network, config: b"plan",
+        )
+
+    def parser(network: object, logger: ILogger) -> types.SimpleNamespace:
+        factory(logger, "parser", "Parser version mismatch")
+        return types.SimpleNamespace(
+            num_errors=len(errors), get_error=errors.__getitem__, parse_from_file=lambda p: parse_from_file(logger, p)
+        )
+
+    def runtime(logger: ILogger) -> types.SimpleNamespace:
+        factory(logger, "runtime", "Cuda Runtime (out of memory)")
+        return types.SimpleNamespace(deserialize_cuda_engine=lambda plan: deserialize(logger, plan))
+
+    return types.SimpleNamespace(
+        __version__="10.7.0",
+        ILogger=ILogger,
+        Builder=builder,
+        OnnxParser=parser,
+        Runtime=runtime,
+        NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=5),
+        MemoryPoolType=types.SimpleNamespace(WORKSPACE=0),
+        BuilderFlag=types.SimpleNamespace(TF32=7),
+        objects={"IBuilderConfig": config, "IOptimizationProfile": profile},
+    )
+
+
+def test_the_stub_is_shaped_like_tensorrt():
+    stub = _stub_trt(fail="none")
+    logger = ILogger()
+    objects = {
+        **stub.objects,
+        "Builder": stub.Builder(logger),
+        "OnnxParser": stub.OnnxParser(None, logger),
+        "Runtime": stub.Runtime(logger),
+        "ParserError": _parser_error(0, "", "", ""),
+    }
+    for path in sorted(API_DATA.glob("tensorrt-*.json")):
+        api = json.loads(path.read_text())
+        for name, obj in objects.items():
+            assert set(vars(obj)) <= set(api["classes"][name]["members"]), (path.name, name)
+        for name in ("NetworkDefinitionCreationFlag", "MemoryPoolType", "BuilderFlag"):
+            assert set(vars(getattr(stub, name))) <= set(api["classes"][name]["members"]), (path.name, name)
+
+
+@pytest.fixture
+def small_onnx(tmp_path: Path) -> Path:
+    """An ONNX with the deploy inputs (batch dynamic, everything else fixed); the stub never reads its graph."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["y"])],
+        "small",
+        [
+            helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 8, 8]),
+            helper.make_tensor_value_info("orig_target_sizes", TensorProto.INT64, ["N", 2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 8, 8])],
+    )
+    path = tmp_path / "small.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _build_with(monkeypatch: pytest.MonkeyPatch, stub: types.SimpleNamespace, onnx_path: Path) -> str:
+    """The one-line message ``build_engine`` raises with ``stub`` as TensorRT; no engine nor sidecar is left."""
+    monkeypatch.setattr("rtdetr_deploy.export.tensorrt.import_tensorrt", lambda error: stub)
+    versions = {"tensorrt-cu12": "10.7.0", "cuda-python": "12.9.0"}
+
+    def version(name: str) -> str:
+        if name not in versions:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    engine = onnx_path.with_suffix(".engine")
+    with pytest.raises(EngineBuildError) as info:
+        build_engine(onnx_path, engine, batch=(1, 2, 4))
+    assert not engine.exists() and not sidecar_path(engine).exists()
+    return str(info.value)
+
+
+PAIR = "(installed: tensorrt-cu12 10.7.0, cuda-python 12.9.0)"
+
+
+def test_a_builder_factory_failure_is_one_engine_build_error(monkeypatch, small_onnx):
+    message = _build_with(monkeypatch, _stub_trt(fail="builder"), small_onnx)
+    assert message == (
+        "TensorRT could not create a builder (is a CUDA GPU visible?): CUDA initialization failure with error: 35; "
+        f"{NULLPTR} {PAIR}"
+    )
+
+
+def test_a_parser_factory_failure_is_one_engine_build_error(monkeypatch, small_onnx):
+    message = _build_with(monkeypatch, _stub_trt(fail="parser"), small_onnx)
+    assert message == f"TensorRT could not create the ONNX parser: Parser version mismatch; {NULLPTR} {PAIR}"
+
+
+def test_every_parser_error_is_listed(monkeypatch, small_onnx):
+    errors = [
+        _parser_error(3, "/backbone/Conv_3", "Conv", "kernel weights has count 0 but 432 was expected"),
+        _parser_error(7, "", "NoSuchOp", "No importer registered for op: NoSuchOp"),
+    ]
+    message = _build_with(monkeypatch, _stub_trt(fail="parse", parse_errors=errors), small_onnx)
+    assert message == (
+        f"TensorRT cannot parse {small_onnx} (2 errors):\n"
+        "  /backbone/Conv_3 (Conv): kernel weights has count 0 but 432 was expected [UNSUPPORTED_NODE]\n"
+        "  node 7 (NoSuchOp): No importer registered for op: NoSuchOp [UNSUPPORTED_NODE]"
+    )
+
+
+def test_a_parse_failure_without_parser_errors_shows_the_log(monkeypatch, small_onnx):
+    message = _build_with(monkeypatch, _stub_trt(fail="parse_silent"), small_onnx)
+    assert message.endswith("(0 errors):\n  ModelImporter.cpp:0: Failed to parse ONNX model from file")
+
+
+def test_a_runtime_factory_failure_is_one_engine_build_error(monkeypatch, small_onnx):
+    message = _build_with(monkeypatch, _stub_trt(fail="runtime"), small_onnx)
+    assert message == f"TensorRT could not create a runtime: Cuda Runtime (out of memory); {NULLPTR} {PAIR}"
+
+
+def test_an_engine_that_does_not_deserialize_is_an_engine_build_error(monkeypatch, small_onnx):
+    message = _build_with(monkeypatch, _stub_trt(fail="none"), small_onnx)
+    assert message == (
+        "TensorRT: loading the engine it just built failed: Serialization assertion magicTagRead == kMAGIC_TAG failed."
+    )

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import importlib.util
 import json
+import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tensorrt_stubs import NULLPTR, ILogger, Severity
 
+from rtdetr_deploy.engine_format import EngineSidecar, read_sidecar, sidecar_path
 from rtdetr_deploy.errors import BackendError
 from rtdetr_deploy.metadata import ModelMetadata
-from rtdetr_deploy.runtime.tensorrt_backend import (
-    EngineSidecar,
-    TrtBackend,
-    check_engine_compatible,
-    read_sidecar,
-    sidecar_path,
-)
+from rtdetr_deploy.runtime.tensorrt_backend import TrtBackend, check_engine_compatible
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 HAVE_CUDA_PYTHON = importlib.util.find_spec("cuda") is not None
-NO_TENSORRT = "TensorRT is not installed (pip install tensorrt cuda-python on a machine with an NVIDIA GPU)"
+NO_TENSORRT = "TensorRT is not installed (pip install 'rtdetr-deploy[trt]' on a machine with an NVIDIA GPU)"
 METADATA = ModelMetadata(preset="tiny", input_size=(320, 320), class_names=("a", "b"), category_ids=(1, 2))
 
 
@@ -105,15 +105,122 @@ def test_sidecar_without_a_gpu_only_warns(tmp_path: Path, caplog: pytest.LogCapt
 
 def test_engine_is_refused_on_cpu(tmp_path: Path) -> None:
     engine = _write_sidecar(tmp_path / "model.engine")
-    with pytest.raises(BackendError, match="CUDA GPUs only"):
+    with pytest.raises(ValueError, match="CUDA GPUs only"):
         TrtBackend.from_path(engine, device="cpu")
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed: the missing-TensorRT message cannot be shown")
 def test_missing_tensorrt_is_one_clear_error(tmp_path: Path) -> None:
     engine = _write_sidecar(tmp_path / "model.engine")
-    with pytest.raises(BackendError, match="needs TensorRT: pip install tensorrt"):
+    with pytest.raises(BackendError, match=r"TensorRT is not installed: pip install .rtdetr-deploy\[trt\]."):
         TrtBackend.from_path(engine, device="cuda:0")
+
+
+# Runtime errors, on a stub ``tensorrt`` and CUDA API: ``trt.Runtime`` raises TypeError rather than returning None,
+# ``deserialize_cuda_engine`` returns None, ``create_execution_context`` returns None.
+
+
+class _Cuda:
+    """The part of ``CudaApi`` that ``from_path`` uses before the engine exists."""
+
+    name = "cuda-python"
+
+    def __init__(self, supports_graphs: bool = True) -> None:
+        self.supports_graphs = supports_graphs
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        yield
+
+    def device_info(self) -> tuple[str, tuple[int, int]]:
+        return "NVIDIA H100 80GB HBM3", (9, 0)
+
+
+def _stub_trt(*, fail: str) -> types.SimpleNamespace:
+    class _Engine:
+        def create_execution_context(self) -> None:
+            self.logger.log(Severity.ERROR, "Requested amount of GPU memory (1073741824 bytes) could not be allocated")
+
+    class Runtime:
+        def __init__(self, logger: ILogger) -> None:
+            if fail == "runtime":
+                logger.log(Severity.ERROR, "CUDA initialization failure with error: 35")
+                raise TypeError(NULLPTR)
+            self.logger = logger
+
+        def deserialize_cuda_engine(self, data: bytes) -> _Engine | None:
+            if fail == "deserialize":
+                self.logger.log(Severity.ERROR, "The engine plan file is not compatible with this version of TensorRT")
+                return None
+            engine = _Engine()
+            engine.logger = self.logger
+            return engine
+
+    return types.SimpleNamespace(__version__="10.7.0", ILogger=ILogger, Runtime=Runtime)
+
+
+def _open_with(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    stub: types.SimpleNamespace,
+    *,
+    cuda: _Cuda | None = None,
+    **kwargs: bool,
+) -> str:
+    """The one-line message ``TrtBackend.from_path`` raises with ``stub`` as TensorRT and ``cuda`` as CUDA."""
+    monkeypatch.setattr("rtdetr_deploy.runtime.tensorrt_backend.import_tensorrt", lambda error: stub)
+    monkeypatch.setattr("rtdetr_deploy.runtime.tensorrt_backend.load_cuda", lambda index: cuda or _Cuda())
+    versions = {"tensorrt-cu12": "10.7.0", "cuda-python": "12.9.0"}
+
+    def version(name: str) -> str:
+        if name not in versions:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    engine = _write_sidecar(tmp_path / "model.engine")
+    with pytest.raises(BackendError) as info:
+        TrtBackend.from_path(engine, device="cuda:0", **kwargs)
+    return str(info.value)
+
+
+def test_the_stub_is_shaped_like_tensorrt() -> None:
+    data = Path(__file__).resolve().parents[2] / "tools" / "tensorrt_api" / "data"
+    for path in sorted(data.glob("tensorrt-*.json")):
+        classes = json.loads(path.read_text())["classes"]
+        assert {"__init__", "deserialize_cuda_engine"} <= set(classes["Runtime"]["members"])
+        assert "create_execution_context" in classes["ICudaEngine"]["members"]
+
+
+def test_a_runtime_factory_failure_is_one_backend_error(monkeypatch, tmp_path) -> None:
+    message = _open_with(monkeypatch, tmp_path, _stub_trt(fail="runtime"))
+    assert message == (
+        f"TensorRT could not create a runtime: CUDA initialization failure with error: 35; {NULLPTR} "
+        "(installed: tensorrt-cu12 10.7.0, cuda-python 12.9.0)"
+    )
+
+
+def test_an_engine_that_does_not_deserialize_names_both_versions(monkeypatch, tmp_path) -> None:
+    message = _open_with(monkeypatch, tmp_path, _stub_trt(fail="deserialize"))
+    assert message == (
+        f"{tmp_path / 'model.engine'}: TensorRT 10.7.0 could not deserialize the engine (built with TensorRT 10.7.0): "
+        "The engine plan file is not compatible with this version of TensorRT"
+    )
+
+
+def test_a_context_that_cannot_be_created_says_what_tensorrt_logged(monkeypatch, tmp_path) -> None:
+    message = _open_with(monkeypatch, tmp_path, _stub_trt(fail="context"))
+    assert message == (
+        f"{tmp_path / 'model.engine'}: TensorRT could not create an execution context (Requested amount of GPU memory "
+        "(1073741824 bytes) could not be allocated)"
+    )
+
+
+def test_cuda_graphs_without_cuda_python_are_refused_before_loading(monkeypatch, tmp_path) -> None:
+    cuda = _Cuda(supports_graphs=False)
+    cuda.name = "pycuda"
+    message = _open_with(monkeypatch, tmp_path, _stub_trt(fail="none"), cuda=cuda, cuda_graph=True)
+    assert message == "CUDA graphs need cuda-python, but pycuda is what is installed here"
 
 
 @pytest.mark.gpu
