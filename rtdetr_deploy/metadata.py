@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-__all__ = ["ModelMetadata", "Preprocessing", "OUTPUT_CONTRACT"]
+__all__ = ["ModelMetadata", "Preprocessing", "OUTPUT_CONTRACT", "PRECISIONS"]
 
 OUTPUT_CONTRACT = "labels[B,K]int64,boxes[B,K,4]xyxy_pixels,scores[B,K]float32;v1"
+# bf16 exists only for OpenVINO IRs (rtdetr-export --openvino bf16); ONNX files and engines record the others.
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,11 @@ class Preprocessing:
     """How images become the ``images`` input: BGR uint8 to RGB, plain resize, ``x * scale``, then ``(x-mean)/std``.
 
     The official weights use no mean/std (``None``): RGB in [0, 1].
+
+    Attributes:
+        fused: the graph does all of this itself (``rtdetr-export --fuse-preprocess``): its input is ``frames``
+            ``[N, H, W, 3]`` uint8 BGR of any size, and it derives ``orig_target_sizes`` from the frames' shape.
+            Files written before this field existed (and files without it) are ``False``.
     """
 
     color: str = "rgb"
@@ -26,12 +33,22 @@ class Preprocessing:
     scale: float = 1.0 / 255.0
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    fused: bool = False
 
     def __post_init__(self) -> None:
         if self.color not in ("rgb", "bgr"):
             raise ValueError(f"preprocessing color must be 'rgb' or 'bgr', got {self.color!r}")
         if self.resize != "plain":
             raise ValueError(f"preprocessing resize must be 'plain', got {self.resize!r}")
+        if not isinstance(self.fused, bool):
+            raise ValueError(f"preprocessing fused must be true or false, got {self.fused!r}")
+
+    def as_props(self) -> dict[str, object]:
+        """JSON-ready fields; ``fused`` only when true, so unfused files stay readable by older versions."""
+        values = asdict(self)
+        if not self.fused:
+            del values["fused"]
+        return values
 
 
 @dataclass(frozen=True)
@@ -45,10 +62,13 @@ class ModelMetadata:
         category_ids: the dataset's original category id per contiguous label.
         sampling: ``"bilinear"`` or ``"discrete"``.
         topk: detections the graph returns per image (K).
-        precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
+        precision: what the model computes in: ``"fp32"``, ``"fp16"``, ``"int8"``, or ``"bf16"`` (OpenVINO IRs
+            only: FP32 weights that the runtime runs with OpenVINO's bf16 inference precision).
         batch: ``(min, opt, max)`` batch sizes the model accepts; equal values for a fixed batch.
         orig_sizes_dtype: dtype of the ``orig_target_sizes`` input (``"int64"``; engines may declare ``"int32"``).
         preprocessing: how to turn images into the input tensor.
+        box_format: the ``boxes`` output: ``"xyxy_pixels"`` (x1, y1, x2, y2 in the original image's pixels,
+            scaled by ``orig_target_sizes`` given as width, height).
         package_version: version of rtdetr-deploy that exported the model.
         source_sha256: SHA-256 of the checkpoint it was exported from.
         opset: ONNX opset of the graph.
@@ -65,6 +85,7 @@ class ModelMetadata:
     batch: tuple[int, int, int] = (1, 1, 1)
     orig_sizes_dtype: str = "int64"
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    box_format: str = "xyxy_pixels"
     package_version: str = ""
     source_sha256: str = ""
     opset: int = 17
@@ -75,8 +96,10 @@ class ModelMetadata:
             raise ValueError(f"{len(self.class_names)} class names but {len(self.category_ids)} category ids")
         if self.sampling not in ("bilinear", "discrete"):
             raise ValueError(f"sampling must be 'bilinear' or 'discrete', got {self.sampling!r}")
-        if self.precision not in ("fp32", "fp16", "int8"):
-            raise ValueError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
+        if self.box_format != "xyxy_pixels":
+            raise ValueError(f"box_format must be 'xyxy_pixels', got {self.box_format!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         low, opt, high = self.batch
         if not 1 <= low <= opt <= high:
             raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {self.batch}")
@@ -91,7 +114,7 @@ class ModelMetadata:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "preprocessing":
-                value = asdict(value)
+                value = value.as_props()
             props[f.name] = value if isinstance(value, str) else json.dumps(value)
         props["num_classes"] = str(self.num_classes)
         return props

@@ -12,19 +12,20 @@ from typing import Any, overload
 
 import numpy as np
 
-from ..errors import BackendError
+from ..errors import ModelFileError
 from ..metadata import ModelMetadata
-from .backend import Backend, open_backend
+from .backend import Backend
+from .backends import open_backend
 from .config import BACKEND_CHOICES, RuntimeConfig, check_conf, parse_device
 from .detections import Detections
 from .postprocess import select_detections, topk_detections
-from .preprocess import preprocess
+from .preprocess import preprocess, stack_frames
 
 __all__ = ["Detector", "PreparedBatch"]
 
 DEPLOY_OUTPUTS = ("labels", "boxes", "scores")
 RAW_OUTPUTS = ("pred_logits", "pred_boxes")
-KNOWN_INPUTS = ("images", "orig_target_sizes")
+KNOWN_INPUTS = ("images", "orig_target_sizes", "frames")
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class PreparedBatch:
     """Backend inputs for ``count`` images, padded up to a fixed batch size when the model has one.
 
     Attributes:
-        feed: input name to array, in the dtypes the backend declares.
+        feed: input name to array, in the dtypes the backend declares: ``images [B, 3, H, W]`` (and
+            ``orig_target_sizes``), or for a fused-preprocessing model ``frames [B, H, W, 3]`` uint8 BGR.
         orig_sizes: ``[B, 2]`` int64 original ``(width, height)`` (padded rows included).
         count: real images in the batch (the first ``count`` rows).
     """
@@ -47,7 +49,9 @@ class Detector:
 
     ``detector(image)`` takes a BGR uint8 ``[H, W, 3]`` array (grayscale, BGRA and 16-bit are converted) and
     returns its ``Detections``; ``detector([img, ...])`` returns one per image, batched up to the model's maximum.
-    Input size, preprocessing, class names, category ids and top-k all come from the model file's metadata.
+    Input size, preprocessing, class names, category ids and top-k all come from the model file's metadata. A model
+    exported with ``--fuse-preprocess`` gets the frames themselves (``frames [B, H, W, 3]`` uint8 BGR); as frames of
+    different sizes cannot share its batch, ``detect`` batches consecutive frames of one size (``batch_key``).
 
     Args:
         model: ``.onnx``, ``.engine`` or ``.pth`` path, an open ``Backend``, or an ``RTDETR`` torch module.
@@ -97,15 +101,26 @@ class Detector:
     @property
     def max_batch(self) -> int:
         """Most images one backend call takes (a fixed-batch model always gets exactly this many)."""
-        fixed = self._specs["images"].fixed_batch
+        fixed = self._specs[self._pixels].fixed_batch
         return fixed if fixed is not None else self.metadata.batch[2]
+
+    @property
+    def fused(self) -> bool:
+        """The model preprocesses in its graph: it takes ``frames [B, H, W, 3]`` uint8 BGR of any size."""
+        return self._pixels == "frames"
+
+    def batch_key(self, image: np.ndarray) -> tuple[int, int] | None:
+        """Images may share a batch when their keys are equal: ``None`` for any image, ``(H, W)`` for a fused model."""
+        return (int(image.shape[0]), int(image.shape[1])) if self.fused else None
 
     def _check_io(self) -> None:
         self._specs = {spec.name: spec for spec in self.backend.input_specs}
         unknown = [name for name in self._specs if name not in KNOWN_INPUTS]
-        if "images" not in self._specs or unknown:
-            raise BackendError(
-                f"model inputs {sorted(self._specs)} are not RT-DETR's; expected images[, orig_target_sizes]"
+        self._pixels = "frames" if self.metadata.preprocessing.fused else "images"
+        if self._pixels not in self._specs or unknown or {"images", "frames"} <= set(self._specs):
+            expected = "frames" if self.metadata.preprocessing.fused else "images[, orig_target_sizes]"
+            raise ModelFileError(
+                f"model inputs {sorted(self._specs)} are not RT-DETR's; its metadata asks for {expected}"
             )
         outputs = {spec.name for spec in self.backend.output_specs}
         if set(DEPLOY_OUTPUTS) <= outputs:
@@ -113,31 +128,45 @@ class Detector:
         elif set(RAW_OUTPUTS) <= outputs:
             self._raw = True
         else:
-            raise BackendError(
+            raise ModelFileError(
                 f"model outputs {sorted(outputs)} are not RT-DETR's; expected {', '.join(DEPLOY_OUTPUTS)} "
                 f"or {', '.join(RAW_OUTPUTS)}"
             )
+        if self.fused:
+            spec = self._specs["frames"]
+            if len(spec.shape) != 4 or spec.shape[3] != 3 or spec.dtype != np.uint8:
+                raise ModelFileError(
+                    f"fused model input frames{list(spec.shape)} {spec.dtype} is not [N, H, W, 3] uint8"
+                )
+            return
         height, width = self.metadata.input_size
         declared = self._specs["images"].shape[2:]
         if any(d is not None and d != s for d, s in zip(declared, (height, width), strict=False)):
-            raise BackendError(
+            raise ModelFileError(
                 f"model input images{list(declared)} contradicts its metadata input size {height}x{width}"
             )
 
     def preprocess(self, images: Sequence[np.ndarray]) -> PreparedBatch:
-        """Images to backend inputs (at most ``max_batch`` images), padded to a fixed batch size if needed."""
+        """Images to backend inputs (at most ``max_batch`` images), padded to a fixed batch size if needed.
+
+        Raises:
+            ValueError: too many images, or (fused model) images of different sizes.
+        """
         if len(images) > self.max_batch:
             raise ValueError(f"{len(images)} images exceed the model's batch limit {self.max_batch}")
-        tensor, orig_sizes = preprocess(
-            images, input_size=self.metadata.input_size, preprocessing=self.metadata.preprocessing
-        )
+        if self.fused:
+            tensor, orig_sizes = stack_frames(images)
+        else:
+            tensor, orig_sizes = preprocess(
+                images, input_size=self.metadata.input_size, preprocessing=self.metadata.preprocessing
+            )
         count = len(images)
-        fixed = self._specs["images"].fixed_batch
+        fixed = self._specs[self._pixels].fixed_batch
         if fixed is not None and fixed > count:
             pad = fixed - count
             tensor = np.concatenate([tensor, np.repeat(tensor[-1:], pad, axis=0)])
             orig_sizes = np.concatenate([orig_sizes, np.repeat(orig_sizes[-1:], pad, axis=0)])
-        feed = {"images": tensor.astype(self._specs["images"].dtype, copy=False)}
+        feed = {self._pixels: tensor.astype(self._specs[self._pixels].dtype, copy=False)}
         if "orig_target_sizes" in self._specs:
             feed["orig_target_sizes"] = orig_sizes.astype(self._specs["orig_target_sizes"].dtype)
         return PreparedBatch(feed=feed, orig_sizes=orig_sizes, count=count)
@@ -166,12 +195,16 @@ class Detector:
         )
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """One ``Detections`` per image, in batches of at most ``max_batch``."""
+        """One ``Detections`` per image, in order, in batches of at most ``max_batch`` images of equal ``batch_key``."""
         results: list[Detections] = []
-        step = self.max_batch
-        for start in range(0, len(images), step):
-            batch = self.preprocess(images[start : start + step])
+        start = 0
+        while start < len(images):
+            key, stop = self.batch_key(images[start]), start + 1
+            while stop < min(len(images), start + self.max_batch) and self.batch_key(images[stop]) == key:
+                stop += 1
+            batch = self.preprocess(images[start:stop])
             results.extend(self.postprocess(self.infer(batch), batch))
+            start = stop
         return results
 
     @overload

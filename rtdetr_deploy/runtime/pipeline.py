@@ -1,10 +1,20 @@
-"""Threaded decode -> preprocess+infer -> draw/write pipeline with bounded queues.
+"""Threaded decode -> preprocess -> infer -> postprocess -> consume pipeline with bounded queues.
 
-Three stages run concurrently: a decode thread reads frames from the source, an inference thread batches,
-preprocesses, runs the backend and post-processes, and the calling thread consumes the results (drawing, encoding,
-writing, displaying). Bounded queues keep memory flat on videos of any length, and throughput approaches the
-slowest stage, normally inference. Ctrl-C, a consumer asking to stop, or the source ending early all stop the
-threads cleanly and return what was done; an error in a stage is re-raised in the caller after the threads stop.
+Five stages run concurrently, each off the others' critical path:
+
+- **decode** (one thread): reads frames from the source (whose decoder may run FFmpeg threads of its own, see
+  ``decoders``) and cuts them into batches of up to ``batch`` consecutive frames that may share a batch
+  (``Detector.batch_key``: a fused-preprocessing model's batch also ends where the frame size changes);
+- **preprocess** (a pool of ``preprocess_workers`` threads): each batch becomes backend inputs. Every batch is
+  handed on as a future, queued in the order it was cut, so any number of workers never reorders frames;
+- **inference** (one thread): the backend, batch after batch;
+- **postprocess** (one thread): backend outputs to ``Detections``;
+- the calling thread consumes the results in frame order (drawing, encoding, writing, displaying).
+
+OpenCV, numpy and the backends release the GIL in their heavy work, so the stages overlap for real. Bounded
+queues keep memory flat on videos of any length, and throughput approaches the slowest stage's own rate (see
+``bench.throughput``). Ctrl-C, a consumer asking to stop, or the source ending early all stop the threads
+cleanly and return what was done; an error in a stage is re-raised in the caller after the threads stop.
 
 While the pipeline runs in the main thread, the first Ctrl-C only sets a flag that is checked between frames, so it
 never lands in the middle of writing a frame (the video and the JSON then hold the same frames); the handler
@@ -13,26 +23,48 @@ steps aside after that first signal, so a second Ctrl-C interrupts at once.
 
 from __future__ import annotations
 
+import concurrent.futures
 import queue
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any
 
 from .detections import Detections
-from .detector import Detector
+from .detector import Detector, PreparedBatch
 from .sources import Frame
 
-__all__ = ["StageTimes", "PipelineResult", "run_pipeline"]
+__all__ = ["DEFAULT_PREPROCESS_WORKERS", "PipelineOptions", "StageTimes", "PipelineResult", "run_pipeline"]
 
 _POLL_S = 0.05
+DEFAULT_PREPROCESS_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How the pipeline runs, beside the batch size (``rtdetr-infer --preprocess-workers`` maps onto this).
+
+    Attributes:
+        preprocess_workers: threads preprocessing batches in parallel; frames keep their order whatever the count.
+        queue_size: frames buffered between decoding and inference (bounds memory).
+    """
+
+    preprocess_workers: int = DEFAULT_PREPROCESS_WORKERS
+    queue_size: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("preprocess_workers", "queue_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name.replace('_', ' ')} must be a positive integer, got {value!r}")
 
 
 @dataclass
 class StageTimes:
-    """Seconds spent in each stage, summed over the run (the stages overlap in time)."""
+    """Busy seconds of each stage, summed over the run (the stages overlap in time; ``preprocess`` adds up its
+    workers, so it can exceed the wall time)."""
 
     decode: float = 0.0
     preprocess: float = 0.0
@@ -101,6 +133,143 @@ def _get(q: queue.Queue, stop: threading.Event) -> object | None:
     return None
 
 
+def _result(future: concurrent.futures.Future, stop: threading.Event) -> Any:
+    """The future's result (its error re-raised) unless ``stop`` is set first; ``None`` when the run is stopping."""
+    while not stop.is_set():
+        try:
+            return future.result(timeout=_POLL_S)
+        except concurrent.futures.TimeoutError:
+            continue
+    return None
+
+
+class _Run:
+    """The state one ``run_pipeline`` call shares between its threads; each stage is a method."""
+
+    def __init__(self, source: Iterable[Frame], detector: Detector, *, batch: int, options: PipelineOptions) -> None:
+        self.source = source
+        self.detector = detector
+        self.batch = batch
+        self.result = PipelineResult()
+        self.stop = threading.Event()
+        # Futures of preprocessed batches, in frame order: as many as the workers can fill, and the frame budget.
+        self.prepared_q: queue.Queue = queue.Queue(maxsize=max(options.preprocess_workers, options.queue_size // batch))
+        self.outputs_q: queue.Queue = queue.Queue(maxsize=1)
+        self.results_q: queue.Queue = queue.Queue(maxsize=1)
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=options.preprocess_workers, thread_name_prefix="rtdetr-preprocess"
+        )
+
+    def _prepare(self, frames: list[Frame]) -> tuple[list[Frame], PreparedBatch, float]:
+        start = time.perf_counter()
+        prepared = self.detector.preprocess([frame.image for frame in frames])
+        return frames, prepared, time.perf_counter() - start
+
+    def _submit(self, frames: list[Frame]) -> bool:
+        return _put(self.prepared_q, self.pool.submit(self._prepare, frames), self.stop)
+
+    def decode(self) -> None:
+        """Read frames and hand batches to the preprocessing pool, in order; frames read before an error count."""
+        times, error = self.result.times, None
+        pending: list[Frame] = []
+        pending_key: object = None
+        try:
+            iterator = iter(self.source)
+            while not self.stop.is_set():
+                start = time.perf_counter()
+                frame = next(iterator, None)
+                times.decode += time.perf_counter() - start
+                if frame is None:
+                    break
+                key = self.detector.batch_key(frame.image)
+                if pending and key != pending_key:
+                    if not self._submit(pending):
+                        return
+                    pending = []
+                pending.append(frame)
+                pending_key = key
+                if len(pending) == self.batch:
+                    if not self._submit(pending):
+                        return
+                    pending = []
+        except BaseException as exc:  # handed to the caller, which re-raises it
+            error = exc
+        if pending and not self._submit(pending):
+            return
+        _put(self.prepared_q, _End(error), self.stop)
+
+    def infer(self) -> None:
+        """Run the backend on each preprocessed batch, in the order the batches were cut."""
+        times, end = self.result.times, None
+        try:
+            while end is None:
+                item = _get(self.prepared_q, self.stop)
+                if item is None:
+                    return
+                if isinstance(item, _End):
+                    end = item
+                    break
+                done = _result(item, self.stop)
+                if done is None:
+                    return
+                frames, prepared, seconds = done
+                times.preprocess += seconds
+                start = time.perf_counter()
+                outputs = self.detector.infer(prepared)
+                times.inference += time.perf_counter() - start
+                if not _put(self.outputs_q, (frames, prepared, outputs), self.stop):
+                    return
+        except BaseException as exc:  # handed to the caller, which re-raises it
+            end = _End(exc)
+        _put(self.outputs_q, end, self.stop)
+
+    def postprocess(self) -> None:
+        """Backend outputs to ``(frame, Detections)`` pairs, batch by batch."""
+        times, end = self.result.times, None
+        try:
+            while end is None:
+                item = _get(self.outputs_q, self.stop)
+                if item is None:
+                    return
+                if isinstance(item, _End):
+                    end = item
+                    break
+                frames, prepared, outputs = item
+                start = time.perf_counter()
+                detections = self.detector.postprocess(outputs, prepared)
+                times.postprocess += time.perf_counter() - start
+                if not _put(self.results_q, list(zip(frames, detections, strict=True)), self.stop):
+                    return
+        except BaseException as exc:  # handed to the caller, which re-raises it
+            end = _End(exc)
+        _put(self.results_q, end, self.stop)
+
+    def consume(self, consume: Callable[[Frame, Detections], bool | None], ctrl_c: threading.Event) -> None:
+        """Feed the consumer in frame order until the end, an error (raised), a stop request or Ctrl-C."""
+        result = self.result
+        while True:
+            try:
+                item = self.results_q.get(timeout=_POLL_S)
+            except queue.Empty:
+                if ctrl_c.is_set():
+                    raise KeyboardInterrupt from None
+                continue
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                return
+            for frame, detections in item:
+                if ctrl_c.is_set():
+                    raise KeyboardInterrupt
+                start = time.perf_counter()
+                keep_going = consume(frame, detections) is not False
+                result.times.draw_write += time.perf_counter() - start
+                result.frames += 1
+                if not keep_going:
+                    result.stopped = True
+                    return
+
+
 def run_pipeline(
     source: Iterable[Frame],
     detector: Detector,
@@ -108,117 +277,51 @@ def run_pipeline(
     *,
     batch: int = 1,
     queue_size: int = 8,
+    preprocess_workers: int = DEFAULT_PREPROCESS_WORKERS,
 ) -> PipelineResult:
     """Run ``detector`` over ``source``, calling ``consume(frame, detections)`` in this thread, in frame order.
 
     Args:
         source: frames to process (decoded in a background thread).
-        detector: the detector; its backend runs in a second background thread.
+        detector: the detector; its preprocessing, backend and post-processing run in background threads.
         consume: called once per frame, in order; return ``False`` to stop the run early.
         batch: frames per backend call, at most ``detector.max_batch``.
-        queue_size: frames buffered between stages (bounds memory).
+        queue_size: frames buffered between decoding and inference (bounds memory).
+        preprocess_workers: threads preprocessing batches in parallel (frames keep their order).
 
     Returns:
         Frame count, wall time, per-stage times, and whether the run was interrupted or stopped early.
 
     Raises:
-        ValueError: ``batch`` out of range.
+        ValueError: ``batch``, ``queue_size`` or ``preprocess_workers`` out of range.
         Whatever a stage raised (after all threads have stopped).
     """
+    options = PipelineOptions(preprocess_workers=preprocess_workers, queue_size=queue_size)
     if not 1 <= batch <= detector.max_batch:
         raise ValueError(f"batch {batch} must be between 1 and the model's batch limit {detector.max_batch}")
-    result = PipelineResult()
-    times = result.times
-    stop = threading.Event()
-    frames_q: queue.Queue = queue.Queue(maxsize=max(queue_size, batch))
-    results_q: queue.Queue = queue.Queue(maxsize=max(2, queue_size // batch))
-
-    def decode() -> None:
-        error = None
-        try:
-            iterator = iter(source)
-            while not stop.is_set():
-                start = time.perf_counter()
-                frame = next(iterator, None)
-                times.decode += time.perf_counter() - start
-                if frame is None or not _put(frames_q, frame, stop):
-                    break
-        except BaseException as exc:  # handed to the caller, which re-raises it
-            error = exc
-        _put(frames_q, _End(error), stop)
-
-    def infer() -> None:
-        pending: list[Frame] = []
-        end: _End | None = None
-        try:
-            while end is None and not stop.is_set():
-                item = _get(frames_q, stop)
-                if item is None:
-                    return
-                if isinstance(item, _End):
-                    end = item
-                else:
-                    pending.append(cast(Frame, item))
-                if pending and (len(pending) == batch or end is not None):
-                    start = time.perf_counter()
-                    prepared = detector.preprocess([f.image for f in pending])
-                    mid = time.perf_counter()
-                    outputs = detector.infer(prepared)
-                    done = time.perf_counter()
-                    detections = detector.postprocess(outputs, prepared)
-                    times.preprocess += mid - start
-                    times.inference += done - mid
-                    times.postprocess += time.perf_counter() - done
-                    if not _put(results_q, list(zip(pending, detections, strict=True)), stop):
-                        return
-                    pending = []
-        except BaseException as exc:  # handed to the caller, which re-raises it
-            end = _End(exc)
-        _put(results_q, end or _End(), stop)
-
+    run = _Run(source, detector, batch=batch, options=options)
     ctrl_c = threading.Event()
     restore_sigint = _defer_sigint(ctrl_c)
-    threads = [threading.Thread(target=decode, name="rtdetr-decode", daemon=True)]
-    threads.append(threading.Thread(target=infer, name="rtdetr-infer", daemon=True))
-    error: BaseException | None = None
+    threads = [
+        threading.Thread(target=stage, name=f"rtdetr-{stage.__name__}", daemon=True)
+        for stage in (run.decode, run.infer, run.postprocess)
+    ]
     wall_start = time.perf_counter()
-    for thread in threads:
-        thread.start()
     try:
-        while True:
-            try:
-                item = results_q.get(timeout=_POLL_S)
-            except queue.Empty:
-                if ctrl_c.is_set():
-                    raise KeyboardInterrupt from None
-                continue
-            if isinstance(item, _End):
-                error = item.error
-                break
-            keep_going = True
-            for frame, detections in item:
-                if ctrl_c.is_set():
-                    raise KeyboardInterrupt
-                start = time.perf_counter()
-                keep_going = consume(frame, detections) is not False
-                times.draw_write += time.perf_counter() - start
-                result.frames += 1
-                if not keep_going:
-                    break
-            if not keep_going:
-                result.stopped = True
-                break
-    except KeyboardInterrupt:
-        result.interrupted = True
-    finally:
-        stop.set()
         for thread in threads:
-            thread.join()
+            thread.start()
+        run.consume(consume, ctrl_c)
+    except KeyboardInterrupt:
+        run.result.interrupted = True
+    finally:
+        run.stop.set()
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join()
+        run.pool.shutdown(wait=True, cancel_futures=True)
         restore_sigint()
-        result.wall_s = time.perf_counter() - wall_start
-    if error is not None:
-        raise error
-    return result
+        run.result.wall_s = time.perf_counter() - wall_start
+    return run.result
 
 
 def _defer_sigint(flag: threading.Event) -> Callable[[], None]:

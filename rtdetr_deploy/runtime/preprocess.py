@@ -3,6 +3,9 @@
 This is the official RT-DETRv2 deploy preprocessing (no letterbox): every image is stretched to the model's
 ``(height, width)``, and the boxes come back in original pixels because the graph scales them by the original
 ``(width, height)``. All per-pixel work is done by OpenCV and vectorised numpy on the whole batch.
+
+A model exported with ``--fuse-preprocess`` does this inside its graph (``Preprocessing.fused``): it takes the
+frames themselves, stacked by ``stack_frames``; frames of different sizes cannot share such a batch.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 
 from ..metadata import Preprocessing
 
-__all__ = ["to_bgr8", "preprocess"]
+__all__ = ["to_bgr8", "preprocess", "stack_frames"]
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
@@ -78,3 +81,27 @@ def preprocess(
     if preprocessing.std is not None:
         tensor /= np.asarray(preprocessing.std, np.float32).reshape(1, 3, 1, 1)
     return tensor, orig_sizes
+
+
+def stack_frames(images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Batch same-size frames for a fused-preprocessing model (its graph converts, resizes and scales them).
+
+    Args:
+        images: ``B`` BGR images of one size (anything ``to_bgr8`` accepts).
+
+    Returns:
+        frames ``[B, H, W, 3]`` BGR uint8 (C-contiguous) and orig_sizes ``[B, 2]`` int64 ``(width, height)``.
+
+    Raises:
+        ValueError: no images, or images of different sizes (run them in separate batches).
+    """
+    if not len(images):
+        raise ValueError("no images to preprocess")
+    frames = [to_bgr8(image) for image in images]
+    sizes_hw = sorted({frame.shape[:2] for frame in frames})
+    if len(sizes_hw) > 1:
+        shown = ", ".join(f"{h}x{w}" for h, w in sizes_hw)
+        raise ValueError(f"frames of different sizes ({shown}, HxW) cannot share a batch of a fused model")
+    height, width = sizes_hw[0]
+    orig_sizes = np.tile(np.asarray([[width, height]], np.int64), (len(frames), 1))
+    return np.stack(frames), orig_sizes

@@ -19,16 +19,26 @@ from types import TracebackType
 import cv2
 import numpy as np
 
+from .decoders import DecoderConfig, open_decoder
 from .preprocess import to_bgr8
 
-__all__ = ["Frame", "ImageSource", "VideoSource", "open_source", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = [
+    "Frame",
+    "ImageSource",
+    "VideoSource",
+    "open_source",
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "image_files",
+    "read_image",
+    "read_image_folder",
+]
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"})
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
-STREAM_TIMEOUT_MS = 10_000
 DEFAULT_FPS = 30.0
 
 
@@ -117,37 +127,67 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str]:
     return to_bgr8(image), ""
 
 
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files of ``folder`` (by ``IMAGE_SUFFIXES``, not recursive, hidden files left out), sorted by name.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def read_image_folder(
+    folder: str | os.PathLike[str], *, limit: int | None = None, what: str = "images"
+) -> list[np.ndarray]:
+    """BGR uint8 images of the first ``limit`` image files of ``folder`` (see ``image_files``); undecodable
+    files are skipped with a warning. ``what`` names the images in messages (``"calibration images"``).
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder.
+        ValueError: no decodable image in it.
+    """
+    images = []
+    for path in image_files(folder)[:limit]:
+        image, reason = read_image(path)
+        if image is None:
+            logger.warning("skipping %s: %s", path, reason)
+        else:
+            images.append(image)
+    if not images:
+        raise ValueError(f"no readable {what} in {folder} (image types: {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images
+
+
 class VideoSource:
-    """Frames of a video file, a camera or a network stream, decoded by OpenCV (FFmpeg).
+    """Frames of a video file, a camera or a network stream, read by one of the ``decoders``.
 
     Args:
         target: file path, camera index or stream URL.
         kind: ``"video"``, ``"camera"`` or ``"stream"``.
         label: how the source was named, for messages.
+        decoder: which decoder, with how many threads (``DecoderConfig()``: ``auto``, FFmpeg's thread count).
+
+    Raises:
+        ValueError: the target cannot be opened, or the decoder does not read cameras.
+        ImportError: the decoder asked for is not installed.
     """
 
-    def __init__(self, target: str | int, *, kind: str, label: str) -> None:
+    def __init__(self, target: str | int, *, kind: str, label: str, decoder: DecoderConfig | None = None) -> None:
         self.kind = kind
         self.label = label
-        if kind == "stream":
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
-            params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
-            self._capture = cv2.VideoCapture(str(target), cv2.CAP_FFMPEG, params)
-        else:
-            self._capture = cv2.VideoCapture(target)
-        if not self._capture.isOpened():
-            self._capture.release()
-            what = {"camera": "camera", "stream": "stream", "video": "video file"}[kind]
-            raise ValueError(f"cannot open {what} {label} (unreadable, unsupported or unreachable)")
-        fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._decoder = open_decoder(target, kind=kind, label=label, config=decoder)
+        self.decoder = self._decoder.name
+        fps = self._decoder.fps
         self.fps_known = 0.0 < fps <= 1000.0
         self.fps = fps if self.fps_known else DEFAULT_FPS
-        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        count = self._decoder.frame_count
         self.total = count if kind == "video" and count > 0 else None
-        self.size = (
-            int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-            int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-        )
+        self.size = self._decoder.size_wh
         self.decoded = 0
         self.stopped_early = False
 
@@ -160,10 +200,7 @@ class VideoSource:
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
-        while True:
-            ok, image = self._capture.read()
-            if not ok or image is None or image.size == 0:
-                break
+        for image in self._decoder:
             yield Frame(image=to_bgr8(image), index=index, image_id=index, name=f"frame_{index:06d}")
             index += 1
             self.decoded = index
@@ -180,7 +217,7 @@ class VideoSource:
 
     def close(self) -> None:
         """Release the capture device or file."""
-        self._capture.release()
+        self._decoder.close()
 
     def __enter__(self) -> VideoSource:
         return self
@@ -191,8 +228,10 @@ class VideoSource:
         self.close()
 
 
-def open_source(spec: str | int | os.PathLike[str]) -> ImageSource | VideoSource:
-    """The source ``spec`` names.
+def open_source(
+    spec: str | int | os.PathLike[str], *, decoder: DecoderConfig | None = None
+) -> ImageSource | VideoSource:
+    """The source ``spec`` names; videos, cameras and streams are read by ``decoder`` (``DecoderConfig()``).
 
     ``0``, ``1``, ... is a camera index; ``rtsp://``, ``http(s)://``, ... a stream; a path with ``* ? [`` a glob;
     a folder its images (not recursive, sorted; other files are skipped with a warning); a file an image or a video
@@ -201,12 +240,13 @@ def open_source(spec: str | int | os.PathLike[str]) -> ImageSource | VideoSource
     Raises:
         FileNotFoundError: no such file or folder, or a glob that matches nothing.
         ValueError: a folder or glob without images, a camera/stream/video that cannot be opened.
+        ImportError: the decoder asked for is not installed.
     """
     text = str(spec).strip()
     if isinstance(spec, int) or text.isdigit():
-        return VideoSource(int(text), kind="camera", label=text)
+        return VideoSource(int(text), kind="camera", label=text, decoder=decoder)
     if text.lower().startswith(STREAM_PREFIXES):
-        return VideoSource(text, kind="stream", label=text)
+        return VideoSource(text, kind="stream", label=text, decoder=decoder)
     path = Path(text).expanduser()
     if not path.exists() and glob.has_magic(text):
         matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(text)) if Path(p).is_file())
@@ -223,7 +263,7 @@ def open_source(spec: str | int | os.PathLike[str]) -> ImageSource | VideoSource
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return ImageSource([path], strict=True, label=str(path))
-    return VideoSource(str(path), kind="video", label=str(path))
+    return VideoSource(str(path), kind="video", label=str(path), decoder=decoder)
 
 
 def _image_files(files: list[Path], *, where: str, label: str) -> ImageSource:

@@ -1,31 +1,45 @@
 """PyTorch backend: a checkpoint (or an ``RTDETR`` module) run eagerly, FP16 autocast on CUDA by default.
 
-On CUDA the network can also run in FP32, and its forward pass plus post-processing can be captured once per batch
-size as a CUDA graph and replayed, which removes the per-kernel launch cost that dominates small batches.
+On CUDA the network can also run in FP32, and the whole inference step can be captured once per batch size as a
+CUDA graph and replayed: the copy of the inputs from pinned host memory, the forward pass, the post-processing and
+the copy of the outputs back to pinned host memory. That removes the per-kernel launch cost that dominates small
+batches and every per-call allocation and pageable copy.
+
+``compile_mode`` (opt-in) runs the network through ``torch.compile`` (inductor) in one of ``COMPILE_MODES``; the
+first call of each batch size compiles, and its duration is kept in ``compile_seconds``. Whether a mode beats the
+CUDA-graph replay is measured by ``benchmarks/gpu_pipeline.py``; until then it stays off by default. The modes
+that replay CUDA graphs of their own (``reduce-overhead``, ``max-autotune``) cannot be combined with ``cuda_graph``.
+
 Needs the ``torch`` extra; torch is imported only when this backend is opened, so the runtime stays torch-free.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from ..errors import BackendError
 from ..metadata import ModelMetadata
+from .backend import BackendBase
 from .config import parse_device
 from .tensors import TensorSpec
 
-__all__ = ["TorchBackend", "TORCH_PRECISIONS"]
+__all__ = ["COMPILE_MODES", "TorchBackend", "TORCH_PRECISIONS"]
 
 DEFAULT_TOPK = 300
 MAX_BATCH = 256
 TORCH_PRECISIONS = ("fp32", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# torch.compile modes that capture and replay CUDA graphs themselves (CUDA graph trees).
+_SELF_GRAPHED = ("reduce-overhead", "max-autotune")
+_OUTPUTS = ("labels", "boxes", "scores")
 # Forward passes run on a side stream before capture, so that lazy initialisation (cuBLAS/cuDNN handles,
 # autotuning) happens outside the graph.
 _CAPTURE_WARMUP = 3
@@ -41,16 +55,26 @@ def _import_torch() -> ModuleType:
 
 @dataclass
 class _CapturedGraph:
-    """One CUDA graph of forward + post-processing for one batch size, with the static tensors it reads and writes."""
+    """One CUDA graph of the whole inference step for one batch size.
+
+    Attributes:
+        graph: the ``torch.cuda.CUDAGraph``.
+        host_images: ``[B, 3, H, W]`` float32 numpy view of the pinned buffer the graph copies to the device.
+        host_sizes: ``[B, 2]`` int64 numpy view of the pinned ``orig_target_sizes`` buffer.
+        host_outputs: numpy views of the pinned buffers the graph copies ``labels``/``boxes``/``scores`` into.
+        tensors: every tensor the graph reads or writes (kept alive as long as the graph).
+    """
 
     graph: Any
-    images: Any
-    sizes: Any
-    outputs: tuple[Any, Any, Any]
+    host_images: np.ndarray
+    host_sizes: np.ndarray
+    host_outputs: dict[str, np.ndarray]
+    tensors: tuple[Any, ...]
 
 
-def _check_options(kind: str, precision: str | None, cuda_graph: bool) -> str:
-    """The precision to run (``None``: FP16 on CUDA, FP32 on CPU); raises ``ValueError`` for CPU-only misuse."""
+def _check_options(kind: str, precision: str | None, cuda_graph: bool, compile_mode: str | None = None) -> str:
+    """The precision to run (``None``: FP16 on CUDA, FP32 on CPU); raises ``ValueError`` for CPU-only misuse, an
+    unknown ``torch.compile`` mode, or one that replays CUDA graphs of its own combined with ``cuda_graph``."""
     if precision is None:
         precision = "fp16" if kind == "cuda" else "fp32"
     if precision not in TORCH_PRECISIONS:
@@ -59,16 +83,27 @@ def _check_options(kind: str, precision: str | None, cuda_graph: bool) -> str:
         raise ValueError("the torch backend runs FP16 on CUDA only; use fp32 on the CPU")
     if kind != "cuda" and cuda_graph:
         raise ValueError("CUDA graphs need a CUDA device; pass --device cuda:N")
+    if compile_mode is not None and compile_mode not in COMPILE_MODES:
+        raise ValueError(f"unknown torch.compile mode {compile_mode!r}; choose from {', '.join(COMPILE_MODES)}")
+    if cuda_graph and compile_mode in _SELF_GRAPHED:
+        raise ValueError(
+            f"torch.compile mode {compile_mode!r} replays CUDA graphs of its own; drop cuda_graph or use "
+            "'default' or 'max-autotune-no-cudagraphs'"
+        )
     return precision
 
 
-class TorchBackend:
+class TorchBackend(BackendBase):
     """Runs an RT-DETRv2 ``nn.Module`` with the exported graph's I/O (``labels``, ``boxes``, ``scores``).
 
     In FP16 (the CUDA default) the network runs under autocast and the NMS-free post-processing in FP32, so
-    pixel boxes keep full precision. With ``cuda_graph`` the first call of each batch size captures the forward
-    pass and post-processing as a CUDA graph; later calls copy the inputs into its static tensors and replay it.
+    pixel boxes keep full precision. With ``cuda_graph`` the first call of each batch size captures the whole step
+    (pinned host input to device, forward pass, post-processing, device to pinned host output) as a CUDA graph;
+    later calls copy the inputs into its pinned buffers, replay it and copy the outputs out. With
+    ``compile_mode`` the network runs compiled by ``torch.compile`` (``compile_seconds``: first call per batch).
     """
+
+    name = "torch"
 
     def __init__(
         self,
@@ -78,9 +113,13 @@ class TorchBackend:
         device: str,
         torch: ModuleType,
         cuda_graph: bool = False,
+        compile_mode: str | None = None,
     ) -> None:
         self._torch = torch
         self._model = model
+        self.compile_mode = compile_mode
+        self._network = model if compile_mode is None else torch.compile(model, mode=compile_mode, dynamic=False)
+        self.compile_seconds: dict[int, float] = {}
         self.metadata = metadata
         self.device = device
         self._autocast = metadata.precision == "fp16"
@@ -99,7 +138,8 @@ class TorchBackend:
         )
         precision = "fp16 autocast" if self._autocast else "fp32"
         graph = ", CUDA graph" if cuda_graph else ""
-        self.description = f"torch {torch.__version__} ({device}, {precision}{graph})"
+        compiled = f", torch.compile {compile_mode}" if compile_mode else ""
+        self.description = f"torch {torch.__version__} ({device}, {precision}{graph}{compiled})"
 
     @classmethod
     def from_path(
@@ -109,6 +149,7 @@ class TorchBackend:
         device: str | None = None,
         precision: str | None = None,
         cuda_graph: bool = False,
+        compile_mode: str | None = None,
     ) -> TorchBackend:
         """Load a checkpoint with ``rtdetr_deploy.load_model`` and fuse it for inference.
 
@@ -116,19 +157,23 @@ class TorchBackend:
             path: checkpoint file.
             device: ``"cpu"`` (default) or ``"cuda:N"``.
             precision: ``"fp32"`` or ``"fp16"`` (autocast, CUDA only); ``None`` for FP16 on CUDA, FP32 on CPU.
-            cuda_graph: capture and replay CUDA graphs (CUDA only).
+            cuda_graph: capture and replay the whole inference step as CUDA graphs (CUDA only).
+            compile_mode: run the network through ``torch.compile`` in this mode (``COMPILE_MODES``); ``None``: eager.
 
         Raises:
             FileNotFoundError, CheckpointError (not RT-DETRv2 weights), BackendError (no torch, no CUDA),
-            ValueError (FP16 or CUDA graphs on the CPU, unknown precision).
+            ValueError (FP16 or CUDA graphs on the CPU, unknown precision or compile mode, a compile mode that
+            replays its own CUDA graphs with ``cuda_graph``).
         """
         _import_torch()
-        _check_options(parse_device(device or "cpu")[0], precision, cuda_graph)
+        _check_options(parse_device(device or "cpu")[0], precision, cuda_graph, compile_mode)
         from ..models.checkpoint import load_model
 
         model = load_model(Path(path))
         model.deploy()
-        return cls.from_module(model, device=device, precision=precision, cuda_graph=cuda_graph)
+        return cls.from_module(
+            model, device=device, precision=precision, cuda_graph=cuda_graph, compile_mode=compile_mode
+        )
 
     @classmethod
     def from_module(
@@ -139,16 +184,17 @@ class TorchBackend:
         topk: int = DEFAULT_TOPK,
         precision: str | None = None,
         cuda_graph: bool = False,
+        compile_mode: str | None = None,
     ) -> TorchBackend:
         """Wrap an ``RTDETR`` module (put in eval mode and moved to ``device``; weights are not changed).
 
         Class names, category ids and input size come from ``model.info`` when it has one (``load_model`` sets
-        it), else contiguous indices and the preset's eval size. ``precision`` and ``cuda_graph`` as in
-        ``from_path``.
+        it), else contiguous indices and the preset's eval size. ``precision``, ``cuda_graph`` and
+        ``compile_mode`` as in ``from_path``.
         """
         torch = _import_torch()
         kind, index = parse_device(device or "cpu")
-        precision = _check_options(kind, precision, cuda_graph)
+        precision = _check_options(kind, precision, cuda_graph, compile_mode)
         if kind == "cuda" and not torch.cuda.is_available():
             raise BackendError(f"device cuda:{index} requested but torch sees no CUDA device; pass --device cpu")
         torch_device = f"cuda:{index}" if kind == "cuda" else "cpu"
@@ -166,20 +212,27 @@ class TorchBackend:
             batch=(1, 1, MAX_BATCH),
         )
         model = model.eval().to(torch_device)
-        return cls(model, metadata=metadata, device=torch_device, torch=torch, cuda_graph=cuda_graph)
+        return cls(
+            model, metadata=metadata, device=torch_device, torch=torch, cuda_graph=cuda_graph, compile_mode=compile_mode
+        )
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``images [B, 3, H, W]`` float32 and ``orig_target_sizes [B, 2]`` to ``labels``, ``boxes``, ``scores``."""
-        torch = self._torch
         if self._model is None:
             raise BackendError("the torch backend is closed")
+        batch = int(feed["images"].shape[0])
+        start = time.perf_counter()
+        outputs = self._replay(feed) if self.cuda_graph else self._eager(feed)
+        if self.compile_mode is not None and batch not in self.compile_seconds:
+            self.compile_seconds[batch] = time.perf_counter() - start
+        return outputs
+
+    def _eager(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
         images = torch.from_numpy(np.ascontiguousarray(feed["images"])).to(self.device)
         sizes = torch.from_numpy(np.ascontiguousarray(feed["orig_target_sizes"])).to(self.device)
-        if self.cuda_graph:
-            labels, boxes, scores = self._replay(images, sizes)
-        else:
-            with torch.inference_mode():
-                labels, boxes, scores = self._forward(images, sizes)
+        with torch.inference_mode():
+            labels, boxes, scores = self._forward(images, sizes)
         return {
             "labels": labels.cpu().numpy(),
             "boxes": boxes.cpu().numpy().astype(np.float32, copy=False),
@@ -192,46 +245,64 @@ class TorchBackend:
 
         torch = self._torch
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self._autocast, cache_enabled=cache_casts):
-            outputs = self._model(images)
+            outputs = self._network(images)
         return postprocess(
             outputs["pred_logits"].float(), outputs["pred_boxes"].float(), sizes, topk=self.metadata.topk
         )
 
-    def _replay(self, images: Any, sizes: Any) -> tuple[Any, Any, Any]:
-        """Copy the inputs into the batch size's captured graph (capturing it on first use) and replay it."""
-        captured = self._graphs.get(int(images.shape[0]))
+    def _replay(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Copy the inputs into the batch size's pinned buffers (capturing its graph on first use), replay the whole
+        step, wait for it, and return copies of the pinned outputs (the next replay overwrites them)."""
+        batch = int(feed["images"].shape[0])
+        captured = self._graphs.get(batch)
         if captured is None:
-            captured = self._capture(images, sizes)
-            self._graphs[int(images.shape[0])] = captured
-        captured.images.copy_(images)
-        captured.sizes.copy_(sizes)
+            captured = self._graphs[batch] = self._capture(feed)
+        np.copyto(captured.host_images, feed["images"], casting="same_kind")
+        np.copyto(captured.host_sizes, feed["orig_target_sizes"], casting="same_kind")
         captured.graph.replay()
-        return captured.outputs
+        self._torch.cuda.current_stream(self.device).synchronize()
+        return {name: array.copy() for name, array in captured.host_outputs.items()}
 
-    def _capture(self, images: Any, sizes: Any) -> _CapturedGraph:
-        """Capture forward + post-processing for this batch size (autocast's weight-cast cache must be off)."""
+    def _capture(self, feed: Mapping[str, np.ndarray]) -> _CapturedGraph:
+        """Capture host-to-device copies, forward, post-processing and device-to-host copies for this batch size
+        (autocast's weight-cast cache must be off; errors are thread-local, so other threads may use CUDA)."""
         torch = self._torch
-        static_images, static_sizes = images.clone(), sizes.clone()
+        host_images = torch.empty(feed["images"].shape, dtype=torch.float32, pin_memory=True)
+        host_sizes = torch.empty(feed["orig_target_sizes"].shape, dtype=torch.int64, pin_memory=True)
+        np.copyto(host_images.numpy(), feed["images"], casting="same_kind")
+        np.copyto(host_sizes.numpy(), feed["orig_target_sizes"], casting="same_kind")
+        images = torch.empty(host_images.shape, dtype=torch.float32, device=self.device)
+        sizes = torch.empty(host_sizes.shape, dtype=torch.int64, device=self.device)
+
+        def step() -> tuple[Any, Any, Any]:
+            images.copy_(host_images, non_blocking=True)
+            sizes.copy_(host_sizes, non_blocking=True)
+            return self._forward(images, sizes, cache_casts=False)
+
         side = torch.cuda.Stream(device=self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.no_grad(), torch.cuda.stream(side):
             for _ in range(_CAPTURE_WARMUP):
-                self._forward(static_images, static_sizes, cache_casts=False)
+                warm = step()
         torch.cuda.current_stream(self.device).wait_stream(side)
+        host = {
+            name: torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for name, t in zip(_OUTPUTS, warm, strict=True)
+        }
         graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(graph):
-            outputs = self._forward(static_images, static_sizes, cache_casts=False)
-        return _CapturedGraph(graph=graph, images=static_images, sizes=static_sizes, outputs=outputs)
+        with torch.no_grad(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            outputs = step()
+            for name, tensor in zip(_OUTPUTS, outputs, strict=True):
+                host[name].copy_(tensor, non_blocking=True)
+        return _CapturedGraph(
+            graph=graph,
+            host_images=host_images.numpy(),
+            host_sizes=host_sizes.numpy(),
+            host_outputs={name: tensor.numpy() for name, tensor in host.items()},
+            tensors=(host_images, host_sizes, images, sizes, *outputs, *host.values()),
+        )
 
     def close(self) -> None:
-        """Drop the model and its captured graphs (and their GPU memory)."""
+        """Drop the model, its compiled form and its captured graphs (and their GPU and pinned memory)."""
         self._graphs.clear()
         self._model = None
-
-    def __enter__(self) -> TorchBackend:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        self._network = None

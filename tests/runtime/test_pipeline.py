@@ -120,3 +120,34 @@ def test_backend_errors_surface(tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch
 def test_batch_must_fit_the_model(onnx_detector: Detector) -> None:
     with pytest.raises(ValueError, match="batch limit 4"):
         run_pipeline(_CountingSource(1), onnx_detector, lambda f, d: None, batch=5)
+
+
+def test_decoding_stays_bounded_with_several_preprocessing_workers(onnx_detector: Detector) -> None:
+    source = _CountingSource(200)
+    lead: list[int] = []
+
+    def slow(frame: Frame, detections: Detections) -> bool:
+        lead.append(source.decoded - frame.index)
+        return frame.index < 40
+
+    result = run_pipeline(source, onnx_detector, slow, batch=2, queue_size=4, preprocess_workers=4)
+    assert result.stopped and result.frames == 41
+    # In flight: 4 queued batches of 2 (one per worker), one batch held by each stage and each hand-over queue.
+    assert max(lead) <= 4 * 2 + 5 * 2 + 1
+    assert source.decoded < 80
+
+
+def test_sigint_with_several_workers_stops_cleanly(onnx_detector: Detector) -> None:
+    import signal
+
+    finished: list[int] = []
+
+    def consume(frame: Frame, detections: Detections) -> None:
+        if frame.index == 7:
+            signal.raise_signal(signal.SIGINT)
+        finished.append(frame.index)
+
+    before = threading.active_count()
+    result = run_pipeline(_CountingSource(100), onnx_detector, consume, batch=3, preprocess_workers=3)
+    assert result.interrupted and finished == list(range(8)) and result.frames == 8
+    assert threading.active_count() == before
