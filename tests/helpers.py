@@ -18,6 +18,19 @@ def randomize_heads(model, *, seed: int = 0, std: float = 0.05) -> None:  # noqa
                 param.copy_(torch.randn(param.shape, generator=generator) * std)
 
 
+def synthetic_classes_checkpoint(path, *, imgsz: int = 128):  # noqa: ANN001, ANN201 - pathlib.Path in and out
+    """A tiny checkpoint with the synthetic set's classes (seeded random weights, random heads) at ``path``."""
+    import torch
+
+    from rtdetr_deploy.data import CATEGORIES
+    from rtdetr_deploy.models import build_model, get_preset, save_model
+
+    torch.manual_seed(0)
+    model = build_model(get_preset("tiny").with_eval_size((imgsz, imgsz)), num_classes=len(CATEGORIES))
+    randomize_heads(model)
+    return save_model(model, path, class_names=list(CATEGORIES.values()), category_ids=list(CATEGORIES))
+
+
 def tiny_deploy_onnx(
     folder,  # noqa: ANN001 - a pathlib.Path
     *,

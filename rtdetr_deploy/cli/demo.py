@@ -144,6 +144,7 @@ def run(
             fp16=True,
             int8_cpu=True,
             calib=data.train_images,
+            eval_data=data.root,
         )
     )
     result.files.update({"onnx": exported.onnx, "verification report": exported.report_path})

@@ -7,7 +7,7 @@ batches the graph accepts, and reads the probe's extra outputs (``onnx_export.Pr
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ import numpy as np
 from ..runtime.onnxruntime_backend import read_onnx_metadata
 from ..runtime.preprocess import preprocess
 
-__all__ = ["decision_pairs", "file_inputs", "run_graph"]
+__all__ = ["decision_pairs", "file_inputs", "run_graph", "run_in_chunks"]
 
 
 def file_inputs(path: str | os.PathLike[str], images_bgr: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +55,22 @@ def run_graph(
     """
     session = _session(Path(path))
     names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
+    return run_in_chunks(
+        lambda feed: dict(zip(names, session.run(names, feed), strict=True)), names, pixels, sizes_wh, batch=batch
+    )
+
+
+def run_in_chunks(
+    infer: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+    names: Sequence[str],
+    pixels: np.ndarray,
+    sizes_wh: np.ndarray,
+    *,
+    batch: tuple[int, int, int],
+) -> dict[str, np.ndarray]:
+    """Feed ``infer`` all images in chunks of the largest batch ``(min, opt, max)`` allows, padding a chunk below
+    the minimum with copies of its last image, and concatenate the outputs ``names`` (batch first) over the
+    chunks, padding dropped."""
     low, _, high = batch
     chunks = []
     for start in range(0, len(pixels), high):
@@ -64,8 +80,8 @@ def run_graph(
         if pad:
             images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
             sizes = np.concatenate([sizes, np.repeat(sizes[-1:], pad, axis=0)])
-        results = session.run(names, {"images": images, "orig_target_sizes": sizes})
-        chunks.append([r[:count] for r in results])
+        results = infer({"images": images, "orig_target_sizes": sizes})
+        chunks.append([results[name][:count] for name in names])
     return {name: np.concatenate(parts) for name, parts in zip(names, zip(*chunks, strict=True), strict=True)}
 
 

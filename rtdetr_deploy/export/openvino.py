@@ -39,6 +39,7 @@ from ..metadata import ModelMetadata
 from ..runtime.onnxruntime_backend import read_onnx_metadata
 from ..runtime.openvino_backend import INFERENCE_PRECISION, RT_INFO_SECTION, OpenVinoBackend, read_openvino_metadata
 from .config import ExportConfig
+from .graphs import run_in_chunks
 from .onnx_export import OUTPUT_NAMES, Probe
 from .precision import fp32_islands
 from .quantize import ImageCalibrationReader, load_calibration_images
@@ -69,20 +70,9 @@ def run_ir(
     Returns:
         Each output (every output when ``outputs`` is None), concatenated over the chunks, ``[N, ...]``.
     """
-    low, _, high = batch
-    chunks = []
     with OpenVinoBackend.from_path(path, inference_precision=inference_precision) as backend:
         names = list(outputs) if outputs is not None else [spec.name for spec in backend.output_specs]
-        for start in range(0, len(pixels), high):
-            images, sizes = pixels[start : start + high], sizes_wh[start : start + high]
-            count = len(images)
-            pad = max(low - count, 0)
-            if pad:
-                images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
-                sizes = np.concatenate([sizes, np.repeat(sizes[-1:], pad, axis=0)])
-            results = backend.infer({"images": images, "orig_target_sizes": sizes})
-            chunks.append([results[name][:count] for name in names])
-    return {name: np.concatenate(parts) for name, parts in zip(names, zip(*chunks, strict=True), strict=True)}
+        return run_in_chunks(backend.infer, names, pixels, sizes_wh, batch=batch)
 
 
 def _runner(precision: str) -> GraphRunner:

@@ -28,19 +28,13 @@ def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def set_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny checkpoint with the synthetic set's classes (random weights) and its verified ONNX."""
-    from helpers import randomize_heads
+    from helpers import synthetic_classes_checkpoint
 
     from rtdetr_deploy.export.config import ExportConfig
     from rtdetr_deploy.export.pipeline import export
-    from rtdetr_deploy.models import build_model, get_preset, save_model
 
     folder = tmp_path_factory.mktemp("eval_models")
-    torch.manual_seed(0)
-    model = build_model(get_preset("tiny").with_eval_size((128, 128)), num_classes=len(CATEGORIES))
-    randomize_heads(model)
-    weights = save_model(
-        model, folder / "set.pth", class_names=list(CATEGORIES.values()), category_ids=list(CATEGORIES)
-    )
+    weights = synthetic_classes_checkpoint(folder / "set.pth")
     onnx_path = export(ExportConfig(weights=weights, out_dir=folder, sampling="bilinear"), verbose=False).onnx
     return weights, onnx_path
 

@@ -24,7 +24,6 @@ pytest.importorskip("nncf")
 pytest.importorskip("faster_coco_eval")
 
 from rtdetr_deploy.cli.export import build_parser, config_from_args, main  # noqa: E402
-from rtdetr_deploy.data import CATEGORIES  # noqa: E402
 from rtdetr_deploy.export.config import ExportConfig  # noqa: E402
 from rtdetr_deploy.runtime import Detector  # noqa: E402
 from rtdetr_deploy.runtime.onnxruntime_backend import read_onnx_metadata  # noqa: E402
@@ -39,18 +38,12 @@ PRECISIONS = ("fp32", "bf16", "int8") if HAS_BF16 else ("fp32", "int8")
 def exported(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> tuple[Path, dict]:
     """A tiny checkpoint with the synthetic set's classes exported with every IR, 3 calibration images and the
     synthetic validation split as labelled data; ``(out_dir, report)``."""
-    from helpers import randomize_heads
+    from helpers import synthetic_classes_checkpoint
 
     from rtdetr_deploy.export.pipeline import export
-    from rtdetr_deploy.models import build_model, get_preset, save_model
 
     folder = tmp_path_factory.mktemp("openvino_export")
-    torch.manual_seed(0)
-    model = build_model(get_preset("tiny").with_eval_size((128, 128)), num_classes=len(CATEGORIES))
-    randomize_heads(model)
-    weights = save_model(
-        model, folder / "set.pth", class_names=list(CATEGORIES.values()), category_ids=list(CATEGORIES)
-    )
+    weights = synthetic_classes_checkpoint(folder / "set.pth")
     calib = folder / "calib"
     calib.mkdir()
     for image in sorted((tiny_data / "images" / "train").iterdir())[:3]:

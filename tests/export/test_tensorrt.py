@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tensorrt_stubs import API_DATA, NULLPTR, ILogger, Severity
+from tensorrt_stubs import API_DATA, NULLPTR, ILogger, Severity, fake_distributions
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -372,14 +372,7 @@ def small_onnx(tmp_path: Path) -> Path:
 def _build_with(monkeypatch: pytest.MonkeyPatch, stub: types.SimpleNamespace, onnx_path: Path) -> str:
     """The one-line message ``build_engine`` raises with ``stub`` as TensorRT; no engine nor sidecar is left."""
     monkeypatch.setattr("rtdetr_deploy.export.tensorrt.import_tensorrt", lambda error: stub)
-    versions = {"tensorrt-cu12": "10.7.0", "cuda-python": "12.9.0"}
-
-    def version(name: str) -> str:
-        if name not in versions:
-            raise importlib.metadata.PackageNotFoundError(name)
-        return versions[name]
-
-    monkeypatch.setattr(importlib.metadata, "version", version)
+    fake_distributions(monkeypatch, {"tensorrt-cu12": "10.7.0", "cuda-python": "12.9.0"})
     engine = onnx_path.with_suffix(".engine")
     with pytest.raises(EngineBuildError) as info:
         build_engine(onnx_path, engine, batch=(1, 2, 4))

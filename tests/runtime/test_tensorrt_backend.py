@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tensorrt_stubs import NULLPTR, ILogger, Severity
+from tensorrt_stubs import NULLPTR, ILogger, Severity, fake_distributions
 
 from rtdetr_deploy.engine_format import EngineSidecar, read_sidecar, sidecar_path
 from rtdetr_deploy.errors import BackendError
@@ -170,14 +170,7 @@ def _open_with(
     """The one-line message ``TrtBackend.from_path`` raises with ``stub`` as TensorRT and ``cuda`` as CUDA."""
     monkeypatch.setattr("rtdetr_deploy.runtime.tensorrt_backend.import_tensorrt", lambda error: stub)
     monkeypatch.setattr("rtdetr_deploy.runtime.tensorrt_backend.load_cuda", lambda index: cuda or _Cuda())
-    versions = {"tensorrt-cu12": "10.7.0", "cuda-python": "12.9.0"}
-
-    def version(name: str) -> str:
-        if name not in versions:
-            raise importlib.metadata.PackageNotFoundError(name)
-        return versions[name]
-
-    monkeypatch.setattr(importlib.metadata, "version", version)
+    fake_distributions(monkeypatch, {"tensorrt-cu12": "10.7.0", "cuda-python": "12.9.0"})
     engine = _write_sidecar(tmp_path / "model.engine")
     with pytest.raises(BackendError) as info:
         TrtBackend.from_path(engine, device="cuda:0", **kwargs)
