@@ -167,9 +167,11 @@ def check_variant(
     failures = []
     name = precision.upper()
     if decisive and agreement["matched"] < rules.min_matched:
+        indices = report["index_agreement"]  # None: bilinear sampling has no indices
         failures.append(
             f"{name} keeps only {agreement['matched']:.1%} of FP32's {agreement['compared']} decided top detections "
-            f"(< {rules.min_matched:.0%}); discrete sampling indices equal to FP32's: {report['index_agreement']:.1%}"
+            f"(< {rules.min_matched:.0%})"
+            + ("" if indices is None else f"; discrete sampling indices equal to FP32's: {indices:.1%}")
         )
     if not decisive and rules.judge_raw and within < 0.99:
         failures.append(
