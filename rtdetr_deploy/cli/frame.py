@@ -41,6 +41,8 @@ EXTRAS = {
     "nncf": "openvino",
     "safetensors": "torch",
     "av": "video",
+    "ray": "serve",
+    "tritonclient": "triton",
 }
 
 

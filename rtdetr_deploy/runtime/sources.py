@@ -23,6 +23,7 @@ from .decoders import DecoderConfig, open_decoder
 from .preprocess import to_bgr8
 
 __all__ = [
+    "decode_image",
     "Frame",
     "ImageSource",
     "VideoSource",
@@ -120,8 +121,16 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str]:
         return None, exc.strerror or str(exc)
     if data.size == 0:
         return None, "empty file"
+    return decode_image(data)
+
+
+def decode_image(data: np.ndarray | bytes) -> tuple[np.ndarray | None, str]:
+    """Decode encoded image bytes (JPEG, PNG, WebP, ...) to BGR uint8; ``(None, reason)`` when they cannot be."""
+    buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray | memoryview) else data
+    if buffer.size == 0:
+        return None, "empty image"
     # IMREAD_COLOR turns grayscale, BGRA and 16-bit files into 8-bit BGR, as to_bgr8 does for arrays.
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         return None, "not a decodable image (corrupt or unsupported format)"
     return to_bgr8(image), ""
