@@ -6,9 +6,13 @@ import argparse
 import importlib.util
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..export.config import OPENVINO_PRECISIONS, TRT_PRECISIONS, ExportConfig, parse_batch_range, parse_openvino
 from .frame import CommandParser, parse_imgsz, run_command
+
+if TYPE_CHECKING:
+    from ..export.triton import TritonOptions
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -89,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-bf16-drop", type=float, default=0.01, help="AP OpenVINO BF16 may lose (default: 0.01)")
     parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
     parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
+    parser.add_argument(
+        "--triton",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write a Triton model repository of the exported models into DIR (needs --dynamic-batch 1,OPT,MAX)",
+    )
+    parser.add_argument("--triton-instances", type=int, default=1, help="Triton instances per device (default: 1)")
+    parser.add_argument(
+        "--triton-kind", choices=("auto", "cpu", "gpu"), default="auto", help="Triton instance kind (default: auto)"
+    )
     return parser
 
 
@@ -160,6 +175,7 @@ def _export(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"checkpoint not found: {config.weights}")
     if config.openvino:
         _require("openvino", *(("nncf",) if "int8" in config.openvino else ()))
+    triton = _triton_options(args, config.batch)
     from ..export.pipeline import export
 
     result = export(config)
@@ -173,7 +189,23 @@ def _export(args: argparse.Namespace) -> int:
     print("Wrote:")
     for path in result.files:
         print(f"  {path}")
+    if triton is not None:
+        from ..export.triton import write_triton_repository
+
+        print(f"Triton model repository {args.triton}:")
+        for model in write_triton_repository(result.files, args.triton, options=triton):
+            print(f"  {model.config.parent.name}: {model.source.name}, max_batch_size {model.max_batch_size}")
     return 0
+
+
+def _triton_options(args: argparse.Namespace, batch: tuple[int, int, int]) -> TritonOptions | None:
+    """``--triton``'s options, checked before the export starts (a batch Triton cannot drive is refused)."""
+    if args.triton is None:
+        return None
+    from ..export.triton import TritonOptions, check_servable_batch
+
+    check_servable_batch(batch, "the export")
+    return TritonOptions(instances=args.triton_instances, kind=args.triton_kind)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,9 @@ __all__ = [
     "TritonModel",
     "TritonOptions",
     "TritonTensor",
+    "check_servable_batch",
     "render_config",
+    "served_files",
     "write_triton_model",
     "write_triton_repository",
 ]
@@ -180,21 +182,26 @@ def _split(io: dict[str, dict], source: Path) -> tuple[list[TritonTensor], list[
     return inputs, outputs, batch_dims
 
 
-def _check_batch(metadata: ModelMetadata, batch_dims: list[int], source: Path) -> int:
-    fixed = sorted({d for d in batch_dims if d > 0})
-    low, _, high = metadata.batch
-    if fixed or low == high:
-        size = fixed[0] if fixed else high
+def check_servable_batch(batch: tuple[int, int, int], what: str) -> None:
+    """Raise ``ValueError`` (one line) unless Triton can drive the batch range: dynamic, and starting at 1."""
+    low, _, high = batch
+    if low == high:
         raise ValueError(
-            f"{source.name} has a fixed batch of {size}; Triton batches requests along the first axis: "
+            f"{what} has a fixed batch of {high}; Triton batches requests along the first axis: "
             "export with --dynamic-batch 1,OPT,MAX"
         )
     if low != 1:
         raise ValueError(
-            f"{source.name} accepts batches from {low}, but Triton sends batches of any size from 1: "
+            f"{what} accepts batches from {low}, but Triton sends batches of any size from 1: "
             f"export with --dynamic-batch 1,OPT,{high}"
         )
-    return high
+
+
+def _check_batch(metadata: ModelMetadata, batch_dims: list[int], source: Path) -> None:
+    fixed = sorted({d for d in batch_dims if d > 0})
+    if fixed:
+        check_servable_batch((fixed[0],) * 3, source.name)
+    check_servable_batch(metadata.batch, source.name)
 
 
 def _quote(text: str) -> str:
