@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-bf16-drop", type=float, default=0.01, help="AP OpenVINO BF16 may lose (default: 0.01)")
     parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
     parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
+    _add_triton_arguments(parser)
+    return parser
+
+
+def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--triton",
         type=Path,
@@ -104,7 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--triton-kind", choices=("auto", "cpu", "gpu"), default="auto", help="Triton instance kind (default: auto)"
     )
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> ExportConfig:
