@@ -46,3 +46,14 @@ def test_batch_size_per_call(tmp_path) -> None:  # noqa: ANN001 - pathlib.Path
     assert replica_batch(ServeConfig(model=model, max_batch=4), 8) == 4
     assert replica_batch(ServeConfig(model=model, max_batch=16), 8) == 8
     assert replica_batch(ServeConfig(model=model, dynamic_batching=False), 8) == 1
+
+
+def test_replica_model_uses_the_threads_asked_for(tiny_onnx) -> None:  # noqa: ANN001 - pathlib.Path
+    from rtdetr_deploy.runtime import OrtBackend
+    from rtdetr_deploy.serve.app import open_detector
+
+    with open_detector(ServeConfig(model=tiny_onnx, threads=1)) as detector:
+        assert isinstance(detector.backend, OrtBackend) and detector.conf == 0.0
+        assert detector.backend._session.get_session_options().intra_op_num_threads == 1
+    with pytest.raises(ValueError, match="threads"):
+        OrtBackend.from_path(tiny_onnx, threads=0)
