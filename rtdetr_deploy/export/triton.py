@@ -43,6 +43,7 @@ __all__ = [
     "TritonOptions",
     "TritonTensor",
     "check_servable_batch",
+    "preferred_batch_sizes",
     "render_config",
     "served_files",
     "write_triton_model",
@@ -137,7 +138,7 @@ def _tensor(name: str, dtype: str, shape: Iterable[object], *, source: Path) -> 
         raise ModelFileError(f"{source}: tensor {name!r} has dtype {dtype}, which Triton's config cannot declare")
     dims = [d if isinstance(d, int) and d > 0 else -1 for d in shape]
     if not dims:
-        raise ModelFileError(f"{source}: tensor {name!r} is a scalar; RT-DETR's tensors have a batch axis")
+        raise ModelFileError(f"{source}: tensor {name!r} has no axis besides the batch; Triton needs at least one")
     return TritonTensor(name=name, data_type=_TRITON_TYPES[dtype], dims=tuple(dims))
 
 
