@@ -33,7 +33,7 @@ from ..engine_format import read_sidecar, sidecar_path
 from ..errors import ModelFileError
 from ..metadata import ModelMetadata
 from ..runtime.onnxruntime_backend import read_onnx_metadata
-from ..runtime.openvino_backend import INFERENCE_PRECISION, check_ir_files, metadata_of
+from ..runtime.openvino_backend import check_ir_files, metadata_of
 from .tensorrt import onnx_io
 
 __all__ = [
@@ -249,15 +249,24 @@ def render_config(
         f"  preferred_batch_size: [ {sizes} ]",
         f"  max_queue_delay_microseconds: {options.max_queue_delay_us}",
         "}",
-        f"instance_group [ {{ count: {options.instances} kind: {INSTANCE_KINDS[options.kind]} }} ]",
+        f"instance_group [ {{ count: {options.instances} kind: {_instance_kind(options.kind, backend)} }} ]",
     ]
     params = {f"{PARAMETER_PREFIX}{key}": value for key, value in metadata.to_props().items()}
-    if backend == "openvino":
-        # The backend's own key: compute in what the IR's metadata says, never the device's default (bf16 on AMX).
-        params["INFERENCE_PRECISION_HINT"] = INFERENCE_PRECISION[metadata.precision]
+    if backend == "openvino" and metadata.precision == "bf16":
+        # The backend's one precision key: a BF16 IR runs in bf16, as the runtime runs it.
+        params["HINT_BF16"] = "YES"
     for key, value in params.items():
         lines.append(f"parameters {{ key: {_quote(key)} value {{ string_value: {_quote(value)} }} }}")
     return "\n".join(lines) + "\n"
+
+
+def _instance_kind(kind: str, backend: str) -> str:
+    """Triton's instance kind; Triton's OpenVINO backend runs on the CPU only (it refuses any other kind)."""
+    if backend != "openvino":
+        return INSTANCE_KINDS[kind]
+    if kind == "gpu":
+        raise ValueError("Triton's openvino backend runs on the CPU only; use --triton-kind cpu or auto for an IR")
+    return INSTANCE_KINDS["cpu"]
 
 
 def _model_name(path: Path) -> str:

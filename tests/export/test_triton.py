@@ -160,7 +160,10 @@ def test_openvino_ir_gets_the_openvino_backend_and_its_weights(tiny_onnx: Path, 
     assert (folder / "model.xml").read_bytes() == xml.read_bytes()
     assert (folder / "model.bin").read_bytes() == xml.with_suffix(".bin").read_bytes()
     assert _declared(schema, config) == _graph_io(tiny_onnx)
-    assert config.parameters["INFERENCE_PRECISION_HINT"].string_value == "f32"
+    assert "HINT_BF16" not in config.parameters  # an FP32 IR; only a BF16 one asks for bf16
+    assert schema.ModelInstanceGroup.Kind.Name(config.instance_group[0].kind) == "KIND_CPU"  # the backend's only kind
+    with pytest.raises(ValueError, match="CPU only"):
+        write_triton_model(xml, tmp_path / "repo", options=TritonOptions(kind="gpu"))
 
 
 def test_engine_declares_what_the_builder_recorded(tiny_onnx: Path, tmp_path: Path, schema) -> None:
