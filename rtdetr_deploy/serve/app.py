@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -68,6 +69,8 @@ class DetectorReplica:
         self.detect_one.set_batch_wait_timeout_s(config.max_wait_ms / 1000.0)
         # One model call at a time per replica: the backend's own threads do the parallel work.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtdetr-infer")
+        # Model calls by batch size, since the replica started (what dynamic batching achieved).
+        self.batch_sizes: Counter[int] = Counter()
         self.facts = {
             "model": Path(config.model).name,
             "backend": self.detector.backend.description,
@@ -91,6 +94,7 @@ class DetectorReplica:
     @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0)
     async def detect_one(self, images: list) -> list[Detections | str]:
         """``Detections`` (or a failure message) per image; ``@serve.batch`` hands over the queued images."""
+        self.batch_sizes[len(images)] += 1
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._run, list(images))
 
@@ -132,7 +136,8 @@ class DetectorReplica:
             if path == "/healthz":
                 return JSONResponse({"status": "ok"})
             if path == "/model":
-                return JSONResponse(self.facts)
+                batches = {str(size): count for size, count in sorted(self.batch_sizes.items())}
+                return JSONResponse({**self.facts, "batches": batches})
             return await self._detect(request)
         except HttpError as exc:
             headers = {"Allow": exc.allow} if exc.allow else None

@@ -116,6 +116,12 @@ def _size(data: bytes) -> int:
     return max(image.shape[:2])
 
 
+def _batched_images(service: str) -> int:
+    """Images the (one) replica has run so far, from the batch sizes that ``GET /model`` reports."""
+    batches = _request(f"{service}/model")[1]["batches"]
+    return sum(int(size) * count for size, count in batches.items())
+
+
 def test_each_photograph_gets_what_detector_finds(service: str, photos: dict, reference: dict) -> None:
     for name, data in photos.items():
         status, body = _request(f"{service}/detect", data=data, method="POST", content_type="image/jpeg")
@@ -149,8 +155,10 @@ def test_100_concurrent_requests_each_get_their_own_answer(service: str, photos:
         status, body = _request(f"{service}/detect", data=photos[name], method="POST", content_type="image/png")
         return name, status, body
 
+    before = _batched_images(service)
     with ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(send, names))
+    assert _batched_images(service) - before == 100  # every image went through the batch queue exactly once
     assert [status for _, status, _ in answers] == [200] * 100
     for name, _, body in answers:
         _assert_same(body["detections"], reference[name], _size(photos[name]))
