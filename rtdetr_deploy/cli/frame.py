@@ -41,6 +41,7 @@ EXTRAS = {
     "nncf": "openvino",
     "safetensors": "torch",
     "av": "video",
+    "yaml": "torch",
 }
 
 
