@@ -183,8 +183,15 @@ def evaluate_models(
             "--names applies to checkpoints (.pth, .safetensors, model folders), and none is given; exported "
             "models keep the names they were exported with"
         )
-    options = {"backend": backend, "device": device, "batch": batch, "progress": progress}
     return [
-        evaluate_model(model, data, names=names if is_checkpoint(model) else None, **options)  # type: ignore[arg-type]
+        evaluate_model(
+            model,
+            data,
+            backend=backend,
+            device=device,
+            batch=batch,
+            progress=progress,
+            names=names if is_checkpoint(model) else None,
+        )
         for model in models
     ]
