@@ -23,8 +23,10 @@ LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
-# A command as the pages write it: rtdetr-X (also .venv/bin/rtdetr-X), or python/torchrun ... -m rtdetr_deploy.X.
-COMMAND = re.compile(r"(?:^|[\s/])rtdetr-([a-z]+)\b|-m rtdetr_deploy\.([a-z]+)\b")
+# A command as the pages write it: rtdetr-X (also .venv/bin/rtdetr-X), or python/torchrun ... -m rtdetr_deploy[.cli].X;
+# only the names pyproject.toml installs as scripts count (``rtdetr-deploy[extra]`` is the package, not a command).
+COMMAND = re.compile(r"(?:^|[\s/'\"])rtdetr-([a-z]+)\b(?![\[.])|-m rtdetr_deploy\.(?:cli\.)?([a-z]+)\b(?!\.)")
+SCRIPT = re.compile(r'^rtdetr-([a-z]+)\s*=\s*"([\w.]+):main"', re.M)
 # Pages that document one command: a bare `--flag` in their text belongs to it.
 PAGE_COMMAND = {"export.md": "export", "infer.md": "infer", "eval.md": "eval", "bench.md": "bench", "train.md": "train"}
 PAGE_COMMAND |= {"demo.md": "demo", "serve.md": "serve"}
@@ -73,9 +75,16 @@ def test_pages_exist_and_the_link_check_sees_links() -> None:
 
 
 @cache
+def _scripts() -> dict[str, str]:
+    """Command name (``export`` for ``rtdetr-export``) -> the module whose ``main`` pyproject.toml installs."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    return dict(SCRIPT.findall(text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]))
+
+
+@cache
 def _help(command: str) -> str:
-    """The ``--help`` text of ``rtdetr-<command>`` (its module ``rtdetr_deploy.cli.<command>``)."""
-    module = importlib.import_module(f"rtdetr_deploy.cli.{command}")
+    """The ``--help`` text of ``rtdetr-<command>``."""
+    module = importlib.import_module(_scripts()[command])
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = module.main(["--help"])
@@ -87,7 +96,7 @@ def _command_flags(line: str) -> list[tuple[str, str]]:
     """``(command, flag)`` for every flag written after a command in one shell line (pipes and ``&&`` split it)."""
     pairs = []
     for segment in re.split(r"&&|\|\||\||;", line.split(" # ")[0]):
-        match = COMMAND.search(segment)
+        match = next((m for m in COMMAND.finditer(segment) if (m.group(1) or m.group(2)) in _scripts()), None)
         if match:
             command = match.group(1) or match.group(2)
             pairs += [(command, flag) for flag in FLAG.findall(segment[match.end() :])]
@@ -117,13 +126,17 @@ def _shown_flags() -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize(("page", "command", "flag"), sorted(set(_shown_flags())))
 def test_flag_shown_exists_in_the_commands_help(page: str, command: str, flag: str) -> None:
     if command == "*":
-        helps = {c: _help(c) for c in sorted({c for _, c, _ in _shown_flags() if c != "*"})}
+        helps = {c: _help(c) for c in sorted(_scripts())}
         assert any(re.search(rf"{flag}\b(?!-)", text) for text in helps.values()), f"{page}: {flag} is no command's"
     else:
         assert re.search(rf"{flag}\b(?!-)", _help(command)), f"{page}: rtdetr-{command} has no {flag}"
 
 
 def test_flag_check_can_fail() -> None:
+    assert {"export", "infer", "eval", "bench", "train", "demo"} <= set(_scripts())
     assert _command_flags("rtdetr-export w.pth --no-such-flag && pytest --x") == [("export", "--no-such-flag")]
+    assert _command_flags("pip install 'rtdetr-deploy[serve]' --upgrade") == []
+    assert _command_flags("python -m rtdetr_deploy.data.tracking OUT --sequences 3") == []
+    assert _command_flags("python -m rtdetr_deploy.cli.eval m.onnx --data d") == [("eval", "--data")]
     assert not re.search(r"--no-such-flag\b(?!-)", _help("export"))
     assert _command_flags("python -m rtdetr_deploy.infer a.jpg --model m.onnx") == [("infer", "--model")]
