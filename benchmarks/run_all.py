@@ -1,4 +1,4 @@
-"""Regenerate the README's performance table from scratch: every figure in it comes from this script.
+"""Regenerate the performance table of benchmarks/README.md: every figure in it comes from this script.
 
     python benchmarks/run_all.py               # CPU rows, on this machine (about 6-8 minutes on 2 cores)
     python benchmarks/run_all.py --gpu         # GPU rows, on a CUDA machine (the torch backend; a few minutes)
@@ -9,8 +9,8 @@ not depend on the weight values, agreement figures do, see the notes), writes a 
 ONNX Runtime FP32 and INT8 in both sampling modes at batch 1 and 4 with the per-stage split and the video
 pipeline, PyTorch eager, and the CPU tuning choices (ONNX Runtime session options, preprocessing before/after,
 torch's thread count), then writes ``benchmarks/results/*.json|png|md`` and the table
-(``benchmarks/results/README_table.md``, also spliced into README.md between its markers). GPU rows come from
-``--gpu`` and from ``benchmarks/gpu_torch.py`` (model only), each recorded with its device description.
+(``benchmarks/results/README_table.md``, also spliced into benchmarks/README.md between its markers). GPU rows
+come from ``--gpu`` and from ``benchmarks/gpu_torch.py`` (model only), each recorded with its device description.
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ from goals import evaluate_goals
 from rtdetr_deploy.bench.benchmark import run_benchmark
 from rtdetr_deploy.bench.compare import compare_results, overhead_rows
 from rtdetr_deploy.bench.config import BenchConfig
-from rtdetr_deploy.bench.device import describe_device
+from rtdetr_deploy.bench.device import describe_device, precision_isa
 from rtdetr_deploy.bench.report import device_line, other_cpu, write_json, write_markdown, write_plot
 from rtdetr_deploy.bench.timing import CpuContention
 from rtdetr_deploy.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-README = ROOT / "README.md"
+README = ROOT / "benchmarks" / "README.md"
 TABLE_START, TABLE_END = "<!-- performance-table:start -->", "<!-- performance-table:end -->"
 PRESET, IMGSZ = "r18vd", (640, 640)
 
@@ -324,7 +324,7 @@ def _machine(device: dict[str, Any]) -> str:
         return gpu.get("name", "GPU")
     cpu = device["cpu"]
     vm = ", VM" if cpu.get("virtual_machine") else ""
-    return f"{cpu['model']}, {cpu['physical_cores']} cores{vm}"
+    return f"{cpu['model']}, {cpu['physical_cores']} cores{vm}, {precision_isa(cpu.get('simd', []))}"
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     table = build_table()
     (RESULTS / "README_table.md").write_text(table)
     print(table)
-    log("README.md table updated" if splice_readme(table) else "README.md has no table markers; not updated")
+    log("benchmarks/README.md table updated" if splice_readme(table) else "benchmarks/README.md has no table markers")
     return 0
 
 

@@ -18,12 +18,11 @@ from pathlib import Path
 from .artifacts import engine_path, onnx_path
 from .cache import cache_dir
 from .checksum import file_sha256
+from .coco.names import COCO
 from .download import download
 from .errors import BackendError
 
 __all__ = [
-    "COCO_CATEGORY_IDS",
-    "COCO_CLASS_NAMES",
     "DEFAULT_MODEL",
     "DefaultModel",
     "RTDETRV2_S_COCO",
@@ -32,22 +31,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-COCO_CLASS_NAMES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
-    "hair drier", "toothbrush",
-)  # fmt: skip
-# COCO's original ids of the 80 contiguous labels (1..90 with gaps), as the official remapping uses them.
-COCO_CATEGORY_IDS = (
-    *range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70, *range(72, 83), *range(84, 91)
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,8 +60,8 @@ RTDETRV2_S_COCO = DefaultModel(
     name="rtdetrv2_r18vd_coco",
     url="https://github.com/lyuwenyu/storage/releases/download/v0.2/rtdetrv2_r18vd_120e_coco_rerun_48.1.pth",
     sha256="2ace52184b620204004509b72752ac7bfe64aadaf7fc1d076b18df8ab5a5c77e",
-    class_names=COCO_CLASS_NAMES,
-    category_ids=COCO_CATEGORY_IDS,
+    class_names=COCO.names,
+    category_ids=COCO.category_ids,
 )
 
 DEFAULT_MODEL = RTDETRV2_S_COCO

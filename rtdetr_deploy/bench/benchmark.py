@@ -57,7 +57,7 @@ def _open_case(case: Case, config: BenchConfig, *, count_flops: bool) -> tuple[B
     from ..models.checkpoint import load_model
     from ..runtime.torch_backend import TorchBackend
 
-    model = load_model(case.source, sampling=case.sampling)
+    model = load_model(case.source, sampling=case.sampling, names=config.names)
     if config.imgsz is not None:
         model.set_eval_size(config.imgsz)
         model.info = dataclasses.replace(model.info, input_size=tuple(config.imgsz))

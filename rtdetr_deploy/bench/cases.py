@@ -279,6 +279,7 @@ def export_for_onnxruntime(
             fp16="fp16" in precisions,
             int8_cpu="int8" in precisions,
             calib=calib if "int8" in precisions else None,
+            names=config.names,
         )
         log(f"exporting {Path(config.model).name} ({sampling} sampling) for onnxruntime into a temporary folder")
         result = export(export_config, verbose=False)

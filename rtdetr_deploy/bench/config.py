@@ -6,7 +6,8 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import MODEL_SUFFIXES, is_model_folder
+from ..artifacts import MODEL_SUFFIXES, is_checkpoint, is_model_folder
+from ..coco.names import ClassNames
 from ..runtime.config import BACKEND_CHOICES, parse_device
 
 __all__ = [
@@ -83,6 +84,7 @@ class BenchConfig:
         calib: calibration images for INT8 exported on the fly from a ``.pth``; ``None``: generated images.
         matmul_peak: measure the machine's FP32 matrix-multiply rate (CPU runs) to rate the model's GFLOP/s.
         json_path, markdown_path, plot_path: where to write the report, its tables and its plot.
+        names: class names and category ids for a checkpoint (``--names``; recorded in its on-the-fly export).
     """
 
     model: Path
@@ -103,6 +105,7 @@ class BenchConfig:
     json_path: Path | None = None
     markdown_path: Path | None = None
     plot_path: Path | None = None
+    names: ClassNames | None = None
 
     def __post_init__(self) -> None:
         if not self.backends:
@@ -142,6 +145,11 @@ class BenchConfig:
             raise ValueError(
                 f"cannot benchmark {Path(self.model).name!r}: expected a {', '.join(_BENCH_SUFFIXES)} file, an "
                 f"OpenVINO IR ({_OPENVINO_SUFFIX}) or a transformers model folder (with config.json)"
+            )
+        if self.names is not None and not is_checkpoint(self.model):
+            raise ValueError(
+                f"--names applies to checkpoints (.pth, .safetensors, model folders); {Path(self.model).name} keeps "
+                "the names it was exported with"
             )
 
     @property

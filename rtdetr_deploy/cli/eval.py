@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..runtime.config import BACKEND_CHOICES, parse_device
 from .frame import CommandParser, run_command
+from .names import add_names_option, names_from_args
 
 __all__ = ["build_parser", "main"]
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the report as JSON")
     parser.add_argument("--markdown", type=Path, default=None, metavar="FILE", help="write the tables as markdown")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_names_option(parser, applies_to=" (applies to the checkpoints among the models)")
     return parser
 
 
@@ -55,6 +57,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"model not found: {', '.join(missing)}")
     if args.data != "synthetic" and not Path(args.data).is_dir():
         raise FileNotFoundError(f"data folder not found: {args.data}")
+    names = names_from_args(args)
     from ..bench.device import describe_device
     from ..bench.report import device_line
     from ..eval.evaluate import evaluate_models, load_eval_data
@@ -62,7 +65,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     data = load_eval_data(args.data, split=args.split)
     scores = evaluate_models(
-        args.models, data, backend=args.backend, device=args.device, batch=args.batch, progress=args.progress
+        args.models,
+        data,
+        backend=args.backend,
+        device=args.device,
+        batch=args.batch,
+        progress=args.progress,
+        names=names,
     )
     device = args.device or ("cuda:0" if any(m.suffix == ".engine" for m in args.models) else "cpu")
     report = eval_report(scores, data, device=f"{device}: {device_line(describe_device(device))}")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..export.config import OPENVINO_PRECISIONS, TRT_PRECISIONS, ExportConfig, parse_batch_range, parse_openvino
 from .frame import CommandParser, parse_imgsz, run_command
+from .names import add_names_option, names_from_args
 
 if TYPE_CHECKING:
     from ..export.triton import TritonOptions
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
     parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
     _add_triton_arguments(parser)
+    add_names_option(parser)
     return parser
 
 
@@ -153,6 +155,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         max_fp16_drop=args.max_fp16_drop,
         max_int8_drop=args.max_int8_drop,
         max_bf16_drop=args.max_bf16_drop,
+        names=names_from_args(args),
     )
 
 
@@ -190,6 +193,7 @@ def _export(args: argparse.Namespace) -> int:
         f"Discrete vs bilinear on the same weights: {swap['agreement']:.1%} of the top detections agree, "  # type: ignore[index]
         f"mean score change {swap['mean_abs_score_delta']:.1e}"  # type: ignore[index]
     )
+    print(f"Classes: {result.report['classes']}")
     print("Wrote:")
     for path in result.files:
         print(f"  {path}")

@@ -43,6 +43,7 @@ EXTRAS = {
     "av": "video",
     "ray": "serve",
     "tritonclient": "triton",
+    "yaml": "torch",
 }
 
 

@@ -25,6 +25,7 @@ from ..runtime.sinks import CocoResultsWriter, ImageWriter, VideoWriter
 from ..runtime.sources import Frame, ImageSource, VideoSource, open_source
 from ..zoo import default_model_dir, resolve_default_model
 from .frame import EXIT_INTERRUPTED, EXIT_OK, CommandParser, run_command
+from .names import add_names_option, names_from_args
 
 __all__ = ["main", "run", "build_parser", "config_from_args", "video_options_from_args"]
 
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"threads preprocessing batches beside inference; frames keep their order (default: "
         f"{DEFAULT_PREPROCESS_WORKERS})",
     )
+    add_names_option(parser, applies_to=" (a checkpoint --model only)")
     return parser
 
 
@@ -88,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> RuntimeConfig:
         save_dir=args.save,
         json_path=args.json,
         show=args.show,
+        names=names_from_args(args),
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import OPENVINO_PRECISIONS
+from ..coco.names import ClassNames
 from .int8_groups import DEFAULT_KEEP_FLOAT, check_groups
 
 __all__ = [
@@ -59,6 +60,8 @@ class ExportConfig:
         max_fp16_drop: COCO AP the FP16 graph may lose against FP32 (with ``eval_data``).
         max_int8_drop: COCO AP an INT8 graph may lose against FP32 (with ``eval_data``).
         max_bf16_drop: COCO AP the OpenVINO BF16 IR may lose against FP32 (with ``eval_data``).
+        names: class names and original category ids to record instead of the checkpoint's (``--names``); their
+            count must be the model's.
     """
 
     weights: Path
@@ -89,6 +92,7 @@ class ExportConfig:
     max_fp16_drop: float = 0.005
     max_int8_drop: float = 0.02
     max_bf16_drop: float = 0.01
+    names: ClassNames | None = None
 
     def __post_init__(self) -> None:
         if self.sampling not in ("discrete", "bilinear"):

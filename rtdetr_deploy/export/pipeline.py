@@ -82,7 +82,7 @@ def _check_inputs(config: ExportConfig) -> None:
 
 
 def _load(config: ExportConfig) -> tuple[RTDETR, ModelMetadata, str]:
-    model = load_model(config.weights, preset=config.preset, sampling=config.sampling)
+    model = load_model(config.weights, preset=config.preset, sampling=config.sampling, names=config.names)
     info = model.info
     input_size = config.imgsz or info.input_size
     model.set_eval_size(input_size)
@@ -162,6 +162,7 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
             report["int8_sensitivity"] = _int8_sensitivity(config, deploy, steps)
         _refuse_failed_variants(report)
         report["metadata"] = metadata.to_props()
+        report["classes"] = model.info.names_from
         report["timings_s"] = steps.timings
         report_file = report_path(staging, stem)
         report_file.write_text(json.dumps(report, indent=2))

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from ..artifacts import BACKEND_OF_SUFFIX
+from ..coco.names import ClassNames
 
 __all__ = ["RuntimeConfig", "BACKEND_CHOICES", "parse_device", "check_conf"]
 
@@ -47,6 +48,7 @@ class RuntimeConfig:
         save_dir: folder for annotated images or video; ``None`` writes none.
         json_path: COCO-results JSON file; ``None`` writes none.
         show: display the annotated frames in a window.
+        names: class names and category ids for a checkpoint model (``--names``); ``None``: the model's own.
     """
 
     source: str
@@ -59,6 +61,7 @@ class RuntimeConfig:
     save_dir: str | None = None
     json_path: str | None = None
     show: bool = False
+    names: ClassNames | None = None
 
     def __post_init__(self) -> None:
         if not str(self.source).strip():
