@@ -18,8 +18,8 @@ import numpy as np
 
 from ..data.scenes import cluttered_scenes
 from ..runtime.backend import Backend
-from ..runtime.backends import open_backend
 from ..runtime.detector import Detector
+from ..runtime.registry import open_backend
 from .cases import Case, export_for_onnxruntime, plan_cases
 from .compare import agreement_rows, compare_results, overhead_rows
 from .config import BenchConfig

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import MODEL_SUFFIXES, is_model_folder
-from ..runtime.config import BACKEND_CHOICES, parse_device
+from ..runtime.config import parse_device
+from ..runtime.registry import BACKEND_CHOICES
 
 __all__ = [
     "BenchConfig",

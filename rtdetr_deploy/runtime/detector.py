@@ -15,11 +15,11 @@ import numpy as np
 from ..errors import ModelFileError
 from ..metadata import ModelMetadata
 from .backend import Backend
-from .backends import open_backend
-from .config import BACKEND_CHOICES, RuntimeConfig, check_conf, parse_device
+from .config import RuntimeConfig, check_conf, parse_device
 from .detections import Detections
 from .postprocess import select_detections, topk_detections
 from .preprocess import preprocess, stack_frames
+from .registry import check_backend_name, open_backend
 
 __all__ = ["Detector", "PreparedBatch"]
 
@@ -75,8 +75,7 @@ class Detector:
         classes: Sequence[str | int] | None = None,
     ) -> None:
         self.conf = check_conf(conf)
-        if backend not in BACKEND_CHOICES:
-            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+        check_backend_name(backend)
         if device is not None:
             parse_device(device)
         self.backend: Backend = _open(model, backend=backend, device=device)
