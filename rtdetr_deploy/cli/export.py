@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from ..contract import DEFAULT_SAMPLING, SAMPLING_METHODS
 from ..export.config import OPENVINO_PRECISIONS, TRT_PRECISIONS, ExportConfig, parse_batch_range, parse_openvino
 from .frame import CommandParser, parse_imgsz, run_command
 
@@ -33,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--imgsz", default=None, help="input size: N or H,W, multiples of 32 (default: the model's)")
     parser.add_argument(
         "--sampling",
-        choices=("discrete", "bilinear"),
-        default="discrete",
+        choices=SAMPLING_METHODS,
+        default=DEFAULT_SAMPLING,
         help="deformable sampling in the graph (default: discrete, no GridSample)",
     )
     batch = parser.add_mutually_exclusive_group()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import OPENVINO_PRECISIONS
+from ..contract import DEFAULT_SAMPLING, check_batch_range, check_sampling
 from .int8_groups import DEFAULT_KEEP_FLOAT, check_groups
 
 __all__ = [
@@ -65,7 +66,7 @@ class ExportConfig:
     out_dir: Path
     preset: str | None = None
     imgsz: tuple[int, int] | None = None
-    sampling: str = "discrete"
+    sampling: str = DEFAULT_SAMPLING
     batch: tuple[int, int, int] = (1, 1, 1)
     topk: int = 300
     opset: int = 17
@@ -91,14 +92,11 @@ class ExportConfig:
     max_bf16_drop: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.sampling not in ("discrete", "bilinear"):
-            raise ValueError(f"--sampling must be 'discrete' or 'bilinear', got {self.sampling!r}")
+        check_sampling(self.sampling)
         if self.imgsz is not None:
             if len(self.imgsz) != 2 or any(s <= 0 or s % 32 for s in self.imgsz):
                 raise ValueError(f"--imgsz must be positive multiples of 32, got {self.imgsz}")
-        low, opt, high = self.batch
-        if not 1 <= low <= opt <= high:
-            raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {low},{opt},{high}")
+        check_batch_range(self.batch)
         if self.topk < 1:
             raise ValueError(f"--topk must be positive, got {self.topk}")
         if self.opset < 17:

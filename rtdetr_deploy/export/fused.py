@@ -45,11 +45,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..agreement import compare_detections
+from ..contract import OUTPUT_NAMES
 from ..errors import ExportError
 from ..metadata import ModelMetadata
 from ..runtime.preprocess import preprocess
 from .graphs import run_graph
-from .onnx_export import OUTPUT_NAMES
 from .verify import Tolerances
 
 __all__ = ["FRAMES", "FusedTolerances", "fuse_preprocessing", "fused_path", "preprocessing_graph", "write_fused"]

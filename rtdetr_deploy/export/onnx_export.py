@@ -13,6 +13,7 @@ import collections
 import copy
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..contract import INPUT_NAMES, OUTPUT_NAMES, RAW_OUTPUT_NAMES
 from ..errors import ExportError
 from ..metadata import ModelMetadata
 from ..models.decisions import DecisionLog
@@ -28,19 +30,12 @@ from ..models.postprocess import PostProcessor
 from ..models.rtdetr import RTDETR
 
 __all__ = [
-    "INPUT_NAMES",
-    "OUTPUT_NAMES",
-    "RAW_OUTPUT_NAMES",
     "Probe",
     "check_onnx",
     "export_probe",
     "op_census",
     "strip_probe",
 ]
-
-INPUT_NAMES = ["images", "orig_target_sizes"]
-OUTPUT_NAMES = ["labels", "boxes", "scores"]
-RAW_OUTPUT_NAMES = ["pred_logits", "pred_boxes"]
 
 
 @dataclass(frozen=True)
@@ -142,7 +137,7 @@ def _set_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
     model.doc_string = f"RT-DETRv2 {metadata.preset}, {metadata.sampling} sampling, {metadata.precision}"
 
 
-def strip_probe(probe: onnx.ModelProto, *, outputs: list[str] = OUTPUT_NAMES) -> onnx.ModelProto:
+def strip_probe(probe: onnx.ModelProto, *, outputs: Sequence[str] = OUTPUT_NAMES) -> onnx.ModelProto:
     """The deploy graph of a probe: only ``outputs`` (``labels``, ``boxes``, ``scores``) stay outputs; nodes and
     initializers that fed nothing but the removed outputs go (the others are the probe's own, untouched).
     ``outputs=RAW_OUTPUT_NAMES`` gives the graph without post-processing."""
@@ -199,7 +194,7 @@ def export_probe(
     deployable = copy.deepcopy(model).deploy()
     decisions = _decision_points(deployable, metadata.input_size)
     probe_module = _ProbeModule(deployable, PostProcessor(topk=metadata.topk)).eval()
-    output_names = OUTPUT_NAMES + RAW_OUTPUT_NAMES + Probe(path, decisions).decision_outputs
+    output_names = [*OUTPUT_NAMES, *RAW_OUTPUT_NAMES, *Probe(path, decisions).decision_outputs]
     low, opt, high = metadata.batch
     dynamic = low != high
     batch = max(opt, 2) if dynamic else opt
@@ -211,7 +206,7 @@ def export_probe(
             probe_module,
             (images, sizes_wh),
             traced_path,
-            input_names=INPUT_NAMES,
+            input_names=list(INPUT_NAMES),
             output_names=output_names,
             dynamic=dynamic,
             opset=metadata.opset,

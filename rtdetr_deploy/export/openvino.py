@@ -34,13 +34,14 @@ import numpy as np
 import onnx
 
 from ..artifacts import OPENVINO_PRECISIONS, openvino_path
+from ..contract import OUTPUT_NAMES
 from ..errors import ExportError
 from ..metadata import ModelMetadata
 from ..runtime.onnxruntime_backend import read_onnx_metadata
 from ..runtime.openvino_backend import INFERENCE_PRECISION, RT_INFO_SECTION, OpenVinoBackend, read_openvino_metadata
 from .config import ExportConfig
 from .graphs import run_in_chunks
-from .onnx_export import OUTPUT_NAMES, Probe
+from .onnx_export import Probe
 from .precision import fp32_islands
 from .quantize import ImageCalibrationReader, load_calibration_images
 from .variants import VARIANT_RULES, GraphRunner, check_variant

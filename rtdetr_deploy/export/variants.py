@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from ..agreement import compare_detections
+from ..contract import OUTPUT_NAMES
 from ..metadata import ModelMetadata
 from ..runtime.onnxruntime_backend import read_onnx_metadata
 from ..runtime.preprocess import preprocess
 from .graphs import decision_pairs, run_graph
-from .onnx_export import OUTPUT_NAMES, Probe
+from .onnx_export import Probe
 
 __all__ = ["ONNXRUNTIME", "VARIANT_RULES", "GraphRunner", "VariantRules", "check_variant"]
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..agreement import compare_detections
+from ..contract import OUTPUT_NAMES
 from ..data.scenes import cluttered_scenes
 from ..metadata import Preprocessing
 from ..models.decisions import DecisionLog
@@ -34,7 +35,7 @@ from ..runtime.onnxruntime_backend import read_onnx_metadata
 from ..runtime.preprocess import preprocess
 from ..runtime.sources import read_image_folder
 from .graphs import decision_pairs, file_inputs, run_graph
-from .onnx_export import OUTPUT_NAMES, Probe
+from .onnx_export import Probe
 
 __all__ = ["Tolerances", "sampling_swap_report", "verification_images", "verify_against_pytorch"]
 

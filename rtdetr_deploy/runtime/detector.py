@@ -12,6 +12,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from ..contract import FUSED_INPUT_NAME, INPUT_NAMES, OUTPUT_NAMES, RAW_OUTPUT_NAMES
 from ..errors import ModelFileError
 from ..metadata import ModelMetadata
 from .backend import Backend
@@ -23,9 +24,7 @@ from .registry import check_backend_name, open_backend
 
 __all__ = ["Detector", "PreparedBatch"]
 
-DEPLOY_OUTPUTS = ("labels", "boxes", "scores")
-RAW_OUTPUTS = ("pred_logits", "pred_boxes")
-KNOWN_INPUTS = ("images", "orig_target_sizes", "frames")
+KNOWN_INPUTS = (*INPUT_NAMES, FUSED_INPUT_NAME)
 
 
 @dataclass(frozen=True)
@@ -122,14 +121,14 @@ class Detector:
                 f"model inputs {sorted(self._specs)} are not RT-DETR's; its metadata asks for {expected}"
             )
         outputs = {spec.name for spec in self.backend.output_specs}
-        if set(DEPLOY_OUTPUTS) <= outputs:
+        if set(OUTPUT_NAMES) <= outputs:
             self._raw = False
-        elif set(RAW_OUTPUTS) <= outputs:
+        elif set(RAW_OUTPUT_NAMES) <= outputs:
             self._raw = True
         else:
             raise ModelFileError(
-                f"model outputs {sorted(outputs)} are not RT-DETR's; expected {', '.join(DEPLOY_OUTPUTS)} "
-                f"or {', '.join(RAW_OUTPUTS)}"
+                f"model outputs {sorted(outputs)} are not RT-DETR's; expected {', '.join(OUTPUT_NAMES)} "
+                f"or {', '.join(RAW_OUTPUT_NAMES)}"
             )
         if self.fused:
             spec = self._specs["frames"]
@@ -181,7 +180,7 @@ class Detector:
                 outputs["pred_logits"], outputs["pred_boxes"], batch.orig_sizes, topk=self.metadata.topk
             )
         else:
-            labels, boxes, scores = (outputs[name] for name in DEPLOY_OUTPUTS)
+            labels, boxes, scores = (outputs[name] for name in OUTPUT_NAMES)
         n = batch.count
         return select_detections(
             labels[:n],

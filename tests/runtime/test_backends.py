@@ -9,8 +9,8 @@ import pytest
 
 from rtdetr_deploy.errors import BackendError, CheckpointError
 from rtdetr_deploy.runtime import Backend, OrtBackend, TorchBackend, TrtBackend, open_backend
-from rtdetr_deploy.runtime.registry import backend_class, backend_name_for
 from rtdetr_deploy.runtime.config import RuntimeConfig, parse_device
+from rtdetr_deploy.runtime.registry import backend_class, backend_name_for
 
 
 def test_each_suffix_opens_with_its_backend(tiny_onnx: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
