@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..artifacts import OPENVINO_PRECISIONS
 from ..contract import DEFAULT_SAMPLING, check_batch_range, check_sampling
+from .gates import DEFAULT_MAX_AP_DROP, FP32_AP_TOLERANCE
 from .int8_groups import DEFAULT_KEEP_FLOAT, check_groups
 
 __all__ = [
@@ -20,8 +21,6 @@ __all__ = [
 
 TRT_PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-# An FP32 graph on another runtime (the OpenVINO FP32 IR) differs from the ONNX by float rounding only.
-FP32_AP_TOLERANCE = 0.001
 
 
 @dataclass(frozen=True)
@@ -87,9 +86,9 @@ class ExportConfig:
     timing_cache: Path | None = None
     eval_data: Path | None = None
     eval_split: str = "val"
-    max_fp16_drop: float = 0.005
-    max_int8_drop: float = 0.02
-    max_bf16_drop: float = 0.01
+    max_fp16_drop: float = DEFAULT_MAX_AP_DROP["fp16"]
+    max_int8_drop: float = DEFAULT_MAX_AP_DROP["int8"]
+    max_bf16_drop: float = DEFAULT_MAX_AP_DROP["bf16"]
 
     def __post_init__(self) -> None:
         check_sampling(self.sampling)
