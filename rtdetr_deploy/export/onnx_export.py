@@ -1,10 +1,10 @@
 """Trace an RT-DETRv2 into ONNX with the official deploy I/O, check it, simplify it, stamp its metadata.
 
-What is traced is the *probe*: the deploy graph (``images``, ``orig_target_sizes`` in; ``labels``, ``boxes``,
-``scores`` out) with extra outputs for the raw decoder outputs (``pred_logits``, ``pred_boxes``) and for the
-inputs and outcomes of every decision point (``decision.<i>.values``, ``decision.<i>.outcome``; see
-``models.decisions``). Verification runs the probe; the file that is published is the probe with those outputs
-removed (``strip_probe``), so what was verified is exactly what ships, node for node.
+What is traced is the *probe* (``ProbedDeployModel``): the deploy graph of ``models.DeployModel`` (``images``,
+``orig_target_sizes`` in; ``labels``, ``boxes``, ``scores`` out) with extra outputs for the raw decoder outputs
+(``pred_logits``, ``pred_boxes``) and for the inputs and outcomes of every decision point (``decision.<i>.values``,
+``decision.<i>.outcome``; see ``models.decisions``). Verification runs the probe; the file that is published is the
+probe with those outputs removed (``strip_probe``), so what was verified is exactly what ships, node for node.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from ..contract import INPUT_NAMES, OUTPUT_NAMES, RAW_OUTPUT_NAMES
 from ..errors import ExportError
 from ..metadata import ModelMetadata
 from ..models.decisions import DecisionLog
-from ..models.postprocess import PostProcessor
+from ..models.postprocess import DeployModel, PostProcessor
 from ..models.rtdetr import RTDETR
 
 __all__ = [
     "Probe",
+    "ProbedDeployModel",
     "check_onnx",
     "export_probe",
     "op_census",
@@ -55,13 +56,14 @@ class Probe:
         return [f"decision.{i}.{part}" for i in range(len(self.decisions)) for part in ("values", "outcome")]
 
 
-class _ProbeModule(nn.Module):
-    """Detector + post-processing, returning the deploy outputs, the raw outputs and every decision (as ``[B, -1]``)."""
+class ProbedDeployModel(DeployModel):
+    """The deployed model (``DeployModel``: the detector and its post-processing, the modules the published graph
+    keeps) traced with what verification reads besides: the raw outputs and every decision.
 
-    def __init__(self, model: RTDETR, postprocessor: PostProcessor) -> None:
-        super().__init__()
-        self.model = model
-        self.postprocessor = postprocessor
+    ``forward(images, orig_target_sizes)`` returns ``labels, boxes, scores`` (``DeployModel``'s outputs),
+    ``pred_logits [B, Q, C]``, ``pred_boxes [B, Q, 4]`` and, for each decision point, its values and outcome
+    flattened to ``[B, -1]``. ``strip_probe`` removes all but the first three.
+    """
 
     def forward(self, images: torch.Tensor, orig_target_sizes: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with DecisionLog() as log:
@@ -193,7 +195,7 @@ def export_probe(
         raise ExportError(f"model samples with {model.sampling!r} but metadata says {metadata.sampling!r}")
     deployable = copy.deepcopy(model).deploy()
     decisions = _decision_points(deployable, metadata.input_size)
-    probe_module = _ProbeModule(deployable, PostProcessor(topk=metadata.topk)).eval()
+    probe_module = ProbedDeployModel(deployable, PostProcessor(topk=metadata.topk)).eval()
     output_names = [*OUTPUT_NAMES, *RAW_OUTPUT_NAMES, *Probe(path, decisions).decision_outputs]
     low, opt, high = metadata.batch
     dynamic = low != high
