@@ -28,10 +28,12 @@ from ..metadata import ModelMetadata
 from ..models.checkpoint import load_model
 from ..models.rtdetr import RTDETR
 from ..version import __version__
+from .ap_gates import accuracy_gates, int8_sensitivity_table, refuse_failed_variants
 from .config import ExportConfig
-from .gates import VARIANT_RULES, Tolerances
+from .files import ExportFiles
+from .gates import TOLERANCES, VARIANT_RULES
 from .onnx_export import Probe, export_probe, op_census, strip_probe
-from .report import AccuracyGate, AccuracyReport, ExportFiles, ExportReport, VariantReport, VerificationReport
+from .report import ExportReport, VariantReport, VerificationReport
 from .variants import check_variant
 from .verify import sampling_swap_report, verification_images, verify_against_pytorch
 
@@ -137,7 +139,7 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
         probe, files, census = _trace(config, model, metadata, staging, stem, steps)
         images = verification_images(config.verify_images)
         with steps.step("verify") as note:
-            verification = verify_against_pytorch(probe, files.onnx, model, images, tolerances=Tolerances())
+            verification = verify_against_pytorch(probe, files.onnx, model, images, tolerances=TOLERANCES)
             note["detail"] = _verify_line(verification)
         if not verification.passed:
             raise ExportError("verification failed: " + "; ".join(verification.failures))
@@ -150,8 +152,8 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
             openvino={variant: path for variant, (path, _) in irs.items()},
         )
         fused, files = _write_fused(config, files, images, steps)
-        accuracy = _accuracy_gates(config, files, steps) if config.eval_data is not None else None
-        sensitivity = _int8_sensitivity(config, files.onnx, steps) if config.int8_sensitivity else None
+        accuracy = accuracy_gates(config, files, step=steps.step) if config.eval_data is not None else None
+        sensitivity = int8_sensitivity_table(config, files.onnx, step=steps.step) if config.int8_sensitivity else None
         report = ExportReport(
             verification=verification,
             op_census=census,
@@ -164,7 +166,7 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
             accuracy=accuracy,
             int8_sensitivity=sensitivity,
         )
-        _refuse_failed_variants(report.all_variants(), report.accuracy)
+        refuse_failed_variants(report.all_variants(), report.accuracy)
         report.write(files.report)
         files = _published(files, _publish(staging, config.out_dir), config.out_dir)
     if config.trt is not None:
@@ -301,67 +303,6 @@ def _variant_line(report: VariantReport) -> str:
         within = report.raw.within_tolerance
         return f"not decisive (untrained weights); {within:.1%} of encoder scores close to FP32's"
     return f"{detections.matched:.1%} of FP32's {detections.decided} decided top detections kept"
-
-
-def _accuracy_gates(config: ExportConfig, files: ExportFiles, steps: _Steps) -> AccuracyReport:
-    """COCO AP of every written graph on the labelled data, and whether each variant stays within its allowed
-    loss against FP32 (``config.allowed_ap_drop``)."""
-    from ..eval.evaluate import evaluate_models, load_eval_data
-
-    paths = {"fp32": files.onnx, **files.variants, **files.openvino}
-    with steps.step("accuracy") as note:
-        data = load_eval_data(config.eval_data, split=config.eval_split)
-        scores = evaluate_models(list(paths.values()), data, progress=False)
-        fp32_ap = scores[0].metrics["AP"]
-        gates = {}
-        for (variant, path), score in zip(paths.items(), scores, strict=True):
-            drop = fp32_ap - score.metrics["AP"]
-            allowed = config.allowed_ap_drop(precision_of_variant(variant)) if variant != "fp32" else None
-            gates[variant] = AccuracyGate(
-                file=path.name,
-                delta_ap=-drop,
-                allowed_drop=allowed,
-                accepted=allowed is None or drop <= allowed,
-                metrics=dict(score.metrics),
-            )
-        note["detail"] = ", ".join(f"{v} AP {g.ap:.3f}" for v, g in gates.items())
-    return AccuracyReport(data=str(config.eval_data), split=config.eval_split, images=data.num_images, gates=gates)
-
-
-def _int8_sensitivity(config: ExportConfig, fp32_onnx: Path, steps: _Steps) -> dict[str, object]:
-    """The INT8 sensitivity table (``int8_sensitivity``) on the labelled data, for the ONNX Runtime target."""
-    from ..eval.evaluate import load_eval_data
-    from ..runtime.sources import read_image_folder
-    from .int8_sensitivity import int8_sensitivity
-
-    with steps.step("int8-sens") as note:
-        images = read_image_folder(config.calib, limit=config.calib_images, what="calibration images")
-        data = load_eval_data(config.eval_data, split=config.eval_split)
-        table = int8_sensitivity(fp32_onnx, images, data, calibration=config.calib_method)
-        worst = max(table["groups"], key=lambda row: row["recovered"], default=None)
-        note["detail"] = f"FP32 AP {table['fp32_AP']:.4f}, INT8 {table['int8_AP']:.4f}" + (
-            f"; most sensitive: {worst['group']} ({worst['recovered']:+.4f} AP in float)" if worst else ""
-        )
-    return table
-
-
-def _refuse_failed_variants(variants: dict[str, VariantReport], accuracy: AccuracyReport | None) -> None:
-    """Raise ``ExportError`` for a variant that fails its gate: the AP gate with labelled data, else its rules."""
-    problems: list[str] = []
-    for variant, variant_report in variants.items():
-        if accuracy is not None:
-            gate = accuracy.gates[variant]
-            if not gate.accepted:
-                precision = precision_of_variant(variant)
-                flag = f"see --max-{precision}-drop" if precision != "fp32" else "FP32 differs by rounding only"
-                problems.append(
-                    f"{variant} loses {-gate.delta_ap:.4f} AP against FP32 ({gate.ap:.4f} vs "
-                    f"{accuracy.gates['fp32'].ap:.4f}; allowed {gate.allowed_drop:g}, {flag})"
-                )
-        elif not variant_report.passed:
-            problems += variant_report.failures
-    if problems:
-        raise ExportError("; ".join(problems))
 
 
 def _build_engine(config: ExportConfig, stem: str) -> Path:

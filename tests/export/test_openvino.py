@@ -150,18 +150,18 @@ def test_ap_of_each_ir_is_gated_against_the_onnx(exported: tuple[Path, ExportRep
 
 def test_failed_ir_rules_and_ap_gates_refuse_the_export() -> None:
     from rtdetr_deploy.errors import ExportError
-    from rtdetr_deploy.export.pipeline import _refuse_failed_variants
+    from rtdetr_deploy.export.ap_gates import refuse_failed_variants
 
     failing = SimpleNamespace(passed=False, failures=("BF16 keeps only 61.0% of FP32's 400 decided top detections",))
     with pytest.raises(ExportError, match="BF16 keeps only 61.0%"):
-        _refuse_failed_variants({"openvino-bf16": failing}, None)
+        refuse_failed_variants({"openvino-bf16": failing}, None)
     gates = {
         "fp32": SimpleNamespace(ap=0.5, accepted=True),
         "openvino-fp32": SimpleNamespace(ap=0.49, delta_ap=-0.01, allowed_drop=0.001, accepted=False),
     }
     variants = {"openvino-fp32": SimpleNamespace(passed=True)}
     with pytest.raises(ExportError, match=r"openvino-fp32 loses 0.0100 AP .* FP32 differs by rounding only"):
-        _refuse_failed_variants(variants, SimpleNamespace(gates=gates))
+        refuse_failed_variants(variants, SimpleNamespace(gates=gates))
 
 
 def test_openvino_flag_parsing_and_validation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from rtdetr_deploy.export.files import ExportFiles
 from rtdetr_deploy.export.gates import NOT_DECISIVE, VARIANT_RULES, Tolerances
-from rtdetr_deploy.export.report import EXPORT_REPORT_SCHEMA, ExportFiles, ExportReport
+from rtdetr_deploy.export.report import EXPORT_REPORT_SCHEMA, ExportReport
 from rtdetr_deploy.metadata import Preprocessing
 
 # A report as a file holds it, written out by hand: the keys readers of *.verify.json rely on.
