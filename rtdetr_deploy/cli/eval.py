@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..runtime.config import BACKEND_CHOICES, parse_device
+from ..runtime.config import parse_device
+from ..runtime.registry import BACKEND_CHOICES
 from .frame import CommandParser, run_command
 from .names import add_names_option, names_from_args
 
