@@ -61,9 +61,9 @@ class TrackerConfig:
     """
 
     name: str = "bytetrack"
-    high_score: float = 0.5
-    low_score: float = 0.1
-    new_track_score: float = 0.6
+    high_score: float = 0.6
+    low_score: float = 0.2
+    new_track_score: float = 0.8
     lost_frames: int = 30
     frame_rate: float = 30.0
     min_frames: int = 2
