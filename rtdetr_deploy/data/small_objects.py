@@ -12,7 +12,6 @@ parameters) is written last and marks a complete set.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -106,7 +106,9 @@ def _step(mover: _Mover, width: int, height: int) -> None:
             mover.pos[axis] = float(np.clip(mover.pos[axis], half, limit - half))
 
 
-def render_sequence(config: TrackingSequenceConfig) -> tuple[list[np.ndarray], list[list[tuple[int, list[float], float]]]]:
+def render_sequence(
+    config: TrackingSequenceConfig,
+) -> tuple[list[np.ndarray], list[list[tuple[int, list[float], float]]]]:
     """Frames and ground truth of one sequence.
 
     Returns:

@@ -151,7 +151,7 @@ class Tracker:
             return _select(detections, np.zeros(0, np.int64), np.zeros(0, np.int64))
         confirmed = ids >= 0
         rows = np.asarray(result.data["index"], np.int64)[confirmed]
-        ids = ids[confirmed]
+        ids = ids[confirmed] + 1  # MOTChallenge ids start at 1; the library counts from 0
         order = np.argsort(-detections.scores[rows], kind="stable")
         self.ids_seen.update(int(i) for i in ids)
         return _select(detections, rows[order], ids[order])
