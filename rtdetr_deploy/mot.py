@@ -3,8 +3,10 @@
 A row is ``frame, id, bb_left, bb_top, bb_width, bb_height, conf, x, y, z`` for results (``x, y, z`` are ``-1``)
 and ``frame, id, bb_left, bb_top, bb_width, bb_height, consider, class, visibility`` for ground truth. Frames
 count from 1; boxes are pixels, top-left corner plus size. A sequence folder holds ``seqinfo.ini``, the frames in
-``img1/000001.jpg ...`` and the ground truth in ``gt/gt.txt``. Ground truth written here marks every object with
-class 1, the class MOTChallenge evaluators score (tracking is class-agnostic there).
+``img1/000001.jpg ...`` and the ground truth in ``gt/gt.txt``. Ground truth written here gives an object class 1, the class MOTChallenge evaluators score
+(tracking is class-agnostic there), while at least ``MIN_VISIBILITY`` of it shows; a mostly hidden object gets
+the distractor class 8 and is not considered: TrackEval-style evaluators then neither reward nor penalise a track
+on it (it is an ambiguous region, like MOT17's occluded people marked as distractors).
 """
 
 from __future__ import annotations
@@ -14,9 +16,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SCORED_CLASS", "MotSequence", "result_row", "gt_row", "is_sequence", "read_sequence", "seqinfo_text"]
+__all__ = [
+    "SCORED_CLASS",
+    "DISTRACTOR_CLASS",
+    "MIN_VISIBILITY",
+    "MotSequence",
+    "result_row",
+    "gt_row",
+    "is_sequence",
+    "read_sequence",
+    "seqinfo_text",
+]
 
 SCORED_CLASS = 1
+DISTRACTOR_CLASS = 8
+MIN_VISIBILITY = 0.25
 
 
 def _box_text(box_xywh: Iterable[float]) -> str:
@@ -38,7 +52,8 @@ def result_row(frame: int, track_id: int, box_xywh: Iterable[float], score: floa
 
 
 def gt_row(frame: int, object_id: int, box_xywh: Iterable[float], *, visibility: float = 1.0) -> str:
-    """One ground-truth row (no newline), marked to be considered, class ``SCORED_CLASS``.
+    """One ground-truth row (no newline): considered, class ``SCORED_CLASS``, when ``visibility`` is at least
+    ``MIN_VISIBILITY``; else not considered, class ``DISTRACTOR_CLASS``.
 
     Args:
         frame: frame number, from 1.
@@ -48,7 +63,9 @@ def gt_row(frame: int, object_id: int, box_xywh: Iterable[float], *, visibility:
     """
     if frame < 1:
         raise ValueError(f"MOT frames count from 1, got {frame}")
-    return f"{int(frame)},{int(object_id)},{_box_text(box_xywh)},1,{SCORED_CLASS},{float(visibility):.3f}"
+    considered = visibility >= MIN_VISIBILITY
+    marks = f"1,{SCORED_CLASS}" if considered else f"0,{DISTRACTOR_CLASS}"
+    return f"{int(frame)},{int(object_id)},{_box_text(box_xywh)},{marks},{float(visibility):.3f}"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ the other queries low, so the thresholds a tracker needs are measured on this mo
   these;
 - ``low_score``: detections below it are dropped; those between ``low_score`` and ``high_score`` may only continue
   an existing track (ByteTrack's second association), never start one;
-- ``new_track_score``: an unmatched detection starts a track only at or above this score.
+- ``new_track_score``: an unmatched detection starts a track only at or above this score;
+- ``duplicate_iou``: the trackers assume one box per object (a YOLO's NMS gives them that), but an NMS-free model
+  can give one object two queries with high scores (the shipped tiny model does, measured); of two boxes overlapping
+  by this IoU or more, only the higher-scoring one reaches the tracker (the model's own output is not changed).
 
 Optional dependency: ``pip install 'rtdetr-deploy[track]'`` (``trackers``, Apache-2.0, and ``supervision``, MIT).
 """
@@ -58,6 +61,8 @@ class TrackerConfig:
         lost_frames: frames a lost track is kept for re-association.
         frame_rate: frames per second of the source (scales ``lost_frames``).
         min_frames: consecutive matched frames before a track gets its id.
+        duplicate_iou: IoU in (0, 1] at which the lower-scoring of two boxes is dropped before tracking; ``None``
+            keeps every box.
     """
 
     name: str = "bytetrack"
@@ -67,9 +72,12 @@ class TrackerConfig:
     lost_frames: int = 30
     frame_rate: float = 30.0
     min_frames: int = 2
+    duplicate_iou: float | None = 0.7
 
     def __post_init__(self) -> None:
         check_tracker_name(self.name)
+        if self.duplicate_iou is not None and not 0.0 < self.duplicate_iou <= 1.0:
+            raise ValueError(f"duplicate_iou must lie in (0, 1] or be None, got {self.duplicate_iou}")
         if not 0.0 <= self.low_score <= self.high_score <= self.new_track_score <= 1.0:
             raise ValueError(
                 "tracker thresholds must satisfy 0 <= low <= high <= new-track <= 1, got "
@@ -138,6 +146,8 @@ class Tracker:
 
         floor = self.config.high_score if self.config.name == "sort" else self.config.low_score
         keep = np.flatnonzero(detections.scores >= floor)
+        if self.config.duplicate_iou is not None:
+            keep = keep[_distinct(detections.boxes_xyxy[keep], detections.scores[keep], self.config.duplicate_iou)]
         given = sv.Detections(
             xyxy=detections.boxes_xyxy[keep].astype(np.float32).reshape(-1, 4),
             confidence=detections.scores[keep].astype(np.float32),
@@ -161,6 +171,25 @@ class Tracker:
         self._tracker.reset()
         self.frames = 0
         self.ids_seen.clear()
+
+
+def _distinct(boxes_xyxy: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices (ascending) of the boxes ``[N, 4]`` left after dropping each box that overlaps a higher-scoring kept
+    box by IoU ``threshold`` or more, whatever the classes."""
+    order = np.argsort(-scores, kind="stable")
+    kept: list[int] = []
+    for i in order:
+        if kept:
+            other = boxes_xyxy[kept]
+            lt = np.maximum(boxes_xyxy[i, :2], other[:, :2])
+            rb = np.minimum(boxes_xyxy[i, 2:], other[:, 2:])
+            inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+            areas = np.prod(other[:, 2:] - other[:, :2], axis=1)
+            iou = inter / np.maximum(np.prod(boxes_xyxy[i, 2:] - boxes_xyxy[i, :2]) + areas - inter, 1e-9)
+            if (iou >= threshold).any():
+                continue
+        kept.append(int(i))
+    return np.sort(np.asarray(kept, np.int64))
 
 
 def _select(detections: Detections, rows: np.ndarray, track_ids: np.ndarray) -> Detections:
