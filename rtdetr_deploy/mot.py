@@ -3,10 +3,12 @@
 A row is ``frame, id, bb_left, bb_top, bb_width, bb_height, conf, x, y, z`` for results (``x, y, z`` are ``-1``)
 and ``frame, id, bb_left, bb_top, bb_width, bb_height, consider, class, visibility`` for ground truth. Frames
 count from 1; boxes are pixels, top-left corner plus size. A sequence folder holds ``seqinfo.ini``, the frames in
-``img1/000001.jpg ...`` and the ground truth in ``gt/gt.txt``. Ground truth written here gives an object class 1, the class MOTChallenge evaluators score
-(tracking is class-agnostic there), while at least ``MIN_VISIBILITY`` of it shows; a mostly hidden object gets
-the distractor class 8 and is not considered: TrackEval-style evaluators then neither reward nor penalise a track
-on it (it is an ambiguous region, like MOT17's occluded people marked as distractors).
+``img1/000001.jpg ...`` and the ground truth in ``gt/gt.txt``.
+
+Ground truth written here gives an object class 1, the class MOTChallenge evaluators score (tracking is
+class-agnostic there), while at least ``MIN_VISIBILITY`` of it shows; a mostly hidden object gets the distractor
+class 8 and is not considered: TrackEval-style evaluators then neither reward nor penalise a track on it (an
+ambiguous region, like the occluded and distractor rows of MOT17).
 """
 
 from __future__ import annotations
