@@ -50,6 +50,8 @@ def run_analytics(args: argparse.Namespace) -> int:
         raise ValueError("--track and --slice evaluate one model at a time")
     if args.track is not None and args.slice is not None:
         raise ValueError("--track and --slice are separate evaluations; run them one at a time")
+    if args.json is not None or args.per_class:
+        raise ValueError("--json and --per-class belong to the COCO evaluation; --track and --slice write --markdown")
     model = args.models[0]
     if args.track is not None:
         from ..eval.tracking import evaluate_tracking, tracking_table

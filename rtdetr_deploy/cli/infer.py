@@ -32,6 +32,7 @@ from .infer_analytics import (
     analytics_from_args,
     check_track_source,
     sequence_source,
+    slice_config,
 )
 
 __all__ = ["main", "run", "build_parser", "config_from_args", "video_options_from_args"]
@@ -293,7 +294,7 @@ def _run_source(
         if handler is not None:
             handler.progress = progress
         outputs = _Outputs(config, source, progress)
-        slicing = TrackingStage.slice_config(config)
+        slicing = slice_config(config)
         try:
             result = (
                 run_sliced(source, detector, outputs.consume, slicing)

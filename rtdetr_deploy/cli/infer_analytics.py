@@ -19,7 +19,14 @@ from ..runtime.slicing import SliceConfig, parse_slice
 from ..runtime.sources import Frame, ImageSource, VideoSource
 from ..runtime.tracking import TRACKERS, Tracker, TrackerConfig, Trails
 
-__all__ = ["add_analytics_flags", "analytics_from_args", "sequence_source", "check_track_source", "TrackingStage"]
+__all__ = [
+    "add_analytics_flags",
+    "analytics_from_args",
+    "sequence_source",
+    "check_track_source",
+    "slice_config",
+    "TrackingStage",
+]
 
 DEFAULT_CONF = 0.25
 
@@ -70,6 +77,11 @@ def check_track_source(config: RuntimeConfig, source: ImageSource | VideoSource)
         )
 
 
+def slice_config(config: RuntimeConfig) -> SliceConfig | None:
+    """The slicing of ``config``, or ``None`` for whole images."""
+    return None if config.slice_hw is None else SliceConfig(config.slice_hw, overlap=config.overlap)
+
+
 class TrackingStage:
     """Tracks each frame's detections in order, keeps the trails and the MOT rows; ``None`` parts do nothing."""
 
@@ -80,11 +92,6 @@ class TrackingStage:
             self.tracker = Tracker(TrackerConfig(name=config.track, frame_rate=rate))
         self.trails = Trails() if self.tracker is not None else None
         self.mot = MotResultsWriter(config.mot_path) if config.mot_path else None
-
-    @staticmethod
-    def slice_config(config: RuntimeConfig) -> SliceConfig | None:
-        """The slicing of ``config``, or ``None`` for whole images."""
-        return None if config.slice_hw is None else SliceConfig(config.slice_hw, overlap=config.overlap)
 
     def __call__(self, frame: Frame, detections: Detections) -> Detections:
         if self.tracker is None:
