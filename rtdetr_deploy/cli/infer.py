@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="default: by the model's suffix")
     parser.add_argument("--device", help="cpu or cuda:N (default: cuda:0 for .engine, cpu otherwise)")
     parser.add_argument(
-        "--conf", type=float, default=None, help="score threshold in [0, 1] (default: 0.25; with --track 0.2)"
+        "--conf",
+        type=float,
+        default=None,
+        help="score threshold in [0, 1] (default: 0.25; with --track: the tracker's low score)",
     )
     parser.add_argument("--classes", nargs="+", metavar="CLASS", help="keep only these classes (names or indices)")
     parser.add_argument("--save", metavar="DIR", help="write annotated images, or the annotated video, into DIR")

@@ -5,7 +5,8 @@ Each sequence is a folder ``SEQ/`` with ``seqinfo.ini``, the frames ``img1/00000
 bounce off the borders and pass over each other (the later-drawn one hides the earlier); a pillar of background
 texture stands in the scene, and shapes passing behind it disappear for a few frames. A ground-truth box is the
 extent of the object's visible pixels, as in the detection set; an object with fewer than ``MIN_VISIBLE_PIXELS``
-visible pixels has no row in that frame (it is hidden), and it keeps its identity when it reappears.
+visible pixels has no row in that frame (it is hidden), one less than a quarter visible is a distractor row (see
+``rtdetr_deploy.mot``), and an object keeps its identity when it reappears.
 
 Run ``python -m rtdetr_deploy.data.tracking OUT`` to write the default sequences.
 """
