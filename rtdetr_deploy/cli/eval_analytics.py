@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from ..runtime.slicing import SliceConfig, parse_slice
-from ..runtime.tracking import TRACKERS, check_tracker_name
+from ..runtime.tracking import TRACKERS, check_tracker_name, parse_thresholds
+from .infer_analytics import tracker_config
 
 __all__ = ["add_analytics_flags", "wants_analytics", "run_analytics"]
 
@@ -29,6 +30,12 @@ def add_analytics_flags(parser: argparse.ArgumentParser) -> None:
         default=",".join(TRACKERS),
         metavar="NAMES",
         help=f"with --track: comma-separated trackers (default: {','.join(TRACKERS)})",
+    )
+    parser.add_argument(
+        "--track-thresholds",
+        type=parse_thresholds,
+        metavar="LOW,HIGH,NEW",
+        help="with --track: the trackers' scores (default: measured on the shipped model, docs/tracking.md)",
     )
     parser.add_argument(
         "--slice",
@@ -60,8 +67,9 @@ def run_analytics(args: argparse.Namespace) -> int:
         missing = [str(s) for s in args.track if not s.is_dir()]
         if missing:
             raise FileNotFoundError(f"sequence folder not found: {', '.join(missing)}")
+        config = tracker_config(names[0], args.track_thresholds)
         scores = evaluate_tracking(
-            model, args.track, trackers=names, backend=args.backend, device=args.device, batch=args.batch
+            model, args.track, trackers=names, config=config, backend=args.backend, device=args.device, batch=args.batch
         )
         text = tracking_table(scores)
     else:

@@ -17,7 +17,7 @@ from ..runtime.detections import Detections
 from ..runtime.mot_results import MotResultsWriter
 from ..runtime.slicing import SliceConfig, parse_slice
 from ..runtime.sources import Frame, ImageSource, VideoSource
-from ..runtime.tracking import TRACKERS, Tracker, TrackerConfig, Trails
+from ..runtime.tracking import TRACKERS, Tracker, TrackerConfig, Trails, parse_thresholds
 
 __all__ = [
     "add_analytics_flags",
@@ -25,6 +25,7 @@ __all__ = [
     "sequence_source",
     "check_track_source",
     "slice_config",
+    "tracker_config",
     "TrackingStage",
 ]
 
@@ -41,6 +42,13 @@ def add_analytics_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--mot", metavar="FILE", help="with --track: write the tracks as MOTChallenge text")
     parser.add_argument(
+        "--track-thresholds",
+        type=parse_thresholds,
+        metavar="LOW,HIGH,NEW",
+        help="tracker scores: ignore below LOW, associate first from HIGH, start tracks from NEW (default: "
+        "measured on the shipped model, docs/tracking.md)",
+    )
+    parser.add_argument(
         "--slice",
         metavar="H,W",
         type=parse_slice,
@@ -56,8 +64,16 @@ def analytics_from_args(args: argparse.Namespace) -> dict[str, object]:
     tracking (the tracker needs its low-score detections), else 0.25."""
     conf = args.conf
     if conf is None:
-        conf = TrackerConfig().low_score if args.track else DEFAULT_CONF
-    return {"conf": conf, "track": args.track, "mot_path": args.mot, "slice_hw": args.slice, "overlap": args.overlap}
+        low = args.track_thresholds[0] if args.track_thresholds else TrackerConfig().low_score
+        conf = low if args.track else DEFAULT_CONF
+    return {
+        "conf": conf,
+        "track": args.track,
+        "mot_path": args.mot,
+        "track_thresholds": args.track_thresholds,
+        "slice_hw": args.slice,
+        "overlap": args.overlap,
+    }
 
 
 def sequence_source(source: str) -> str:
@@ -77,6 +93,16 @@ def check_track_source(config: RuntimeConfig, source: ImageSource | VideoSource)
         )
 
 
+def tracker_config(
+    name: str, thresholds: tuple[float, float, float] | None, *, frame_rate: float = 30.0
+) -> TrackerConfig:
+    """The tracker ``name`` with ``(low, high, new-track)`` scores, or the measured defaults for ``None``."""
+    if thresholds is None:
+        return TrackerConfig(name=name, frame_rate=frame_rate)
+    low, high, new = thresholds
+    return TrackerConfig(name=name, low_score=low, high_score=high, new_track_score=new, frame_rate=frame_rate)
+
+
 def slice_config(config: RuntimeConfig) -> SliceConfig | None:
     """The slicing of ``config``, or ``None`` for whole images."""
     return None if config.slice_hw is None else SliceConfig(config.slice_hw, overlap=config.overlap)
@@ -89,7 +115,7 @@ class TrackingStage:
         self.tracker = None
         if config.track is not None:
             rate = frame_rate if frame_rate and frame_rate > 0 else 30.0
-            self.tracker = Tracker(TrackerConfig(name=config.track, frame_rate=rate))
+            self.tracker = Tracker(tracker_config(config.track, config.track_thresholds, frame_rate=rate))
         self.trails = Trails() if self.tracker is not None else None
         self.mot = MotResultsWriter(config.mot_path) if config.mot_path else None
 

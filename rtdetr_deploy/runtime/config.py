@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from ..artifacts import BACKEND_OF_SUFFIX
-from .tracking import check_tracker_name
+from .tracking import TrackerConfig, check_tracker_name
 
 __all__ = ["RuntimeConfig", "BACKEND_CHOICES", "parse_device", "check_conf"]
 
@@ -50,6 +50,7 @@ class RuntimeConfig:
         show: display the annotated frames in a window.
         track: tracker name (``runtime.tracking.TRACKERS``) for videos, cameras, streams and MOT sequences.
         mot_path: MOTChallenge results file of the tracks (needs ``track``); ``None`` writes none.
+        track_thresholds: the tracker's ``(low, high, new-track)`` scores; ``None`` for the measured defaults.
         slice_hw: ``(height, width)`` of the tiles of sliced inference; ``None`` runs on whole images.
         overlap: share of a tile its neighbours overlap, in [0, 1) (with ``slice_hw``).
     """
@@ -66,6 +67,7 @@ class RuntimeConfig:
     show: bool = False
     track: str | None = None
     mot_path: str | None = None
+    track_thresholds: tuple[float, float, float] | None = None
     slice_hw: tuple[int, int] | None = None
     overlap: float = 0.2
 
@@ -83,6 +85,9 @@ class RuntimeConfig:
             raise ValueError("classes is empty; omit it to keep every class")
         if self.track is not None:
             check_tracker_name(self.track)
+        if self.track_thresholds is not None:
+            low, high, new = self.track_thresholds
+            TrackerConfig(low_score=low, high_score=high, new_track_score=new)
         if self.mot_path is not None and self.track is None:
             raise ValueError("--mot needs --track (MOT results are tracks)")
         if not 0.0 <= self.overlap < 1.0:

@@ -34,7 +34,7 @@ import numpy as np
 from .detections import Detections
 from .drawing import class_color
 
-__all__ = ["TRACKERS", "TrackerConfig", "Tracker", "check_tracker_name", "Trails", "tracked"]
+__all__ = ["TRACKERS", "TrackerConfig", "Tracker", "check_tracker_name", "parse_thresholds", "Trails", "tracked"]
 
 TRACKERS = ("bytetrack", "ocsort", "botsort", "sort")
 INSTALL_HINT = "tracking needs the trackers package: pip install 'rtdetr-deploy[track]'"
@@ -47,6 +47,21 @@ def check_tracker_name(name: str) -> str:
     hint = difflib.get_close_matches(str(name), TRACKERS, n=1)
     suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
     raise ValueError(f"unknown tracker {name!r}{suggestion}; choose from {', '.join(TRACKERS)}")
+
+
+def parse_thresholds(text: str) -> tuple[float, float, float]:
+    """``"LOW,HIGH,NEW"`` (``--track-thresholds``) to three scores; their order is checked by ``TrackerConfig``.
+
+    Raises:
+        ValueError: not three numbers.
+    """
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ValueError(f"--track-thresholds takes LOW,HIGH,NEW scores, got {text!r}")
+    return values  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

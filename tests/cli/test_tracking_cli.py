@@ -38,6 +38,11 @@ def test_overlap_outside_zero_one_is_refused(capsys: pytest.CaptureFixture[str],
     assert "--overlap must lie in [0, 1)" in _one_error_line(capsys)
 
 
+def test_thresholds_out_of_order_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(DATA_DIR / "rocket.jpg"), "--track", "sort", "--track-thresholds", "0.6,0.2,0.8"]) == 2
+    assert "low <= high <= new-track" in _one_error_line(capsys)
+
+
 def test_mot_without_track_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main([str(DATA_DIR / "rocket.jpg"), "--mot", str(tmp_path / "t.txt")]) == 2
     assert "--mot needs --track" in _one_error_line(capsys)
@@ -54,11 +59,12 @@ def test_tracked_run_on_a_sequence_writes_mot_rows_and_track_ids(tmp_path: Path,
     seq = generate_tracking_sequence(tmp_path, "seq", TrackingSequenceConfig(frames=6, objects=2, size_hw=(96, 128)))
     mot, results = tmp_path / "tracks.txt", tmp_path / "results.json"
     args = [str(seq), "--model", str(tiny_onnx), "--track", "sort", "--mot", str(mot), "--json", str(results)]
-    # The random-weights test model scores below the default thresholds: take everything, confirm tracks at once.
-    assert main([*args, "--conf", "0", "--batch", "4"]) == 0
-    rows = np.loadtxt(mot, delimiter=",", ndmin=2) if mot.read_text() else np.zeros((0, 10))
+    # The random-weights test model scores below the measured thresholds: take every box.
+    assert main([*args, "--track-thresholds", "0,0,0", "--batch", "4"]) == 0
+    rows = np.loadtxt(mot, delimiter=",", ndmin=2)
     entries = json.loads(results.read_text())
-    assert len(entries) == len(rows)
+    assert len(rows) > 0 and len(entries) == len(rows)
+    assert sorted(e["track_id"] for e in entries) == sorted(rows[:, 1].astype(int).tolist())
     assert all(entry["track_id"] >= 1 for entry in entries)
     assert set(rows[:, 0].astype(int)) <= set(range(1, 7))
 
