@@ -74,3 +74,33 @@ def test_eval_track_needs_existing_sequences(capsys: pytest.CaptureFixture[str],
     model.write_bytes(b"")
     assert eval_main([str(model), "--track", str(tmp_path / "missing")]) == 2
     assert "sequence folder not found" in _one_error_line(capsys, "rtdetr-eval")
+
+
+def test_eval_track_reports_every_tracker(capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_onnx: Path) -> None:
+    pytest.importorskip("trackers", reason="needs the trackers package (the [track] extra)")
+    seq = generate_tracking_sequence(tmp_path, "seq", TrackingSequenceConfig(frames=5, objects=2, size_hw=(96, 128)))
+    table = tmp_path / "track.md"
+    args = [str(tiny_onnx), "--track", str(seq), "--track-thresholds", "0,0,0", "--markdown", str(table)]
+    assert eval_main(args) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| seq |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["bytetrack", "ocsort", "botsort", "sort"]
+    assert table.read_text().count("| seq |") == 4
+
+
+def test_eval_slice_reports_whole_and_sliced(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_onnx: Path
+) -> None:
+    pytest.importorskip("supervision", reason="needs the supervision package (the [track] extra)")
+    from rtdetr_deploy.data.small_objects import SmallObjectsConfig, generate_small_objects
+
+    # The test model's classes (ids 1, 5, 9) are not the shapes': build a one-image split with its categories.
+    root = generate_small_objects(tmp_path / "small", SmallObjectsConfig(num_images=1, image_size=256, objects=(2, 3)))
+    coco_file = root / "annotations" / "instances_val.json"
+    coco = json.loads(coco_file.read_text())
+    coco["categories"] = [{"id": i, "name": n} for i, n in zip((1, 5, 9), ("a", "b", "c"), strict=True)]
+    for ann in coco["annotations"]:
+        ann["category_id"] = 1
+    coco_file.write_text(json.dumps(coco))
+    assert eval_main([str(tiny_onnx), "--slice", "128,128", "--data", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "| whole image |" in out and "| sliced 128x128, overlap 0.2 |" in out and "| gain |" in out

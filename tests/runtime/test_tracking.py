@@ -128,3 +128,29 @@ def test_track_ids_reach_the_coco_results() -> None:
         {"image_id": 3, "category_id": 1, "bbox": [0.0, 0.0, 10.0, 20.0], "score": 0.5, "track_id": 7}
     ]
     assert "track_id" not in found.to_coco(3)[0]
+
+
+def test_tracking_and_slicing_run_without_torch() -> None:
+    pytest.importorskip("trackers", reason="needs the trackers package (the [track] extra)")
+    from helpers import run_without_torch
+
+    proc = run_without_torch(
+        """
+        import numpy as np
+        from rtdetr_deploy.runtime.detections import Detections
+        from rtdetr_deploy.runtime.slicing import merge_across_tiles
+        from rtdetr_deploy.runtime.tracking import Tracker, TrackerConfig
+
+        tracker = Tracker(TrackerConfig(name="botsort", min_frames=1))
+        for t in range(3):
+            found = Detections(np.array([[t, 0, t + 20, 20]], np.float32), np.array([0.9], np.float32),
+                               np.zeros(1, np.int64), ("thing",), np.ones(1, np.int64))
+            out = tracker.update(found)
+        assert out.track_ids.tolist() == [1], out.track_ids
+        import supervision
+        assert not any(name == "torch" or name.startswith("torch.") for name in sys.modules), "torch got imported"
+        print("ok")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
