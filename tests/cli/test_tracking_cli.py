@@ -15,6 +15,9 @@ from rtdetr_deploy.data.tracking import TrackingSequenceConfig, generate_trackin
 
 DATA_DIR = Path(__file__).parents[1] / "data"
 
+# trackers and supervision without opencv-python, installed for the session if missing (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("track_packages")
+
 
 def _one_error_line(capsys: pytest.CaptureFixture[str], prog: str = "rtdetr-infer") -> str:
     lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("warning:")]

@@ -9,6 +9,9 @@ import pytest
 from rtdetr_deploy.runtime.detections import Detections
 from rtdetr_deploy.runtime.slicing import SliceConfig, merge_across_tiles, parse_slice
 
+# trackers and supervision without opencv-python, installed for the session if missing (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("track_packages")
+
 
 def test_a_cut_object_merges_into_its_union() -> None:
     # Tile 0 ends at x = 100 and sees the left part of the object; tile 1 sees it whole.

@@ -17,6 +17,9 @@ from rtdetr_deploy.runtime.sources import Frame
 from rtdetr_deploy.runtime.tensors import TensorSpec
 from rtdetr_deploy.runtime.tracking import TRACKERS, TrackerConfig, check_tracker_name
 
+# trackers and supervision without opencv-python, installed for the session if missing (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("track_packages")
+
 FRAMES = 40
 
 
