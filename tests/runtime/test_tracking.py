@@ -114,6 +114,17 @@ def test_two_queries_on_one_object_get_one_id() -> None:
     assert len(ids) == 1
 
 
+@pytest.mark.parametrize(("name", "first_id_frame"), [("bytetrack", 3), ("sort", 2)])
+def test_default_min_frames_delays_the_first_id(name: str, first_id_frame: int) -> None:
+    """ByteTrack's default is the measured 3 matched frames, the other trackers keep 2 (docs/tracking.md)."""
+    pytest.importorskip("trackers", reason="needs the trackers package (the [track] extra)")
+    from rtdetr_deploy.runtime.tracking import Tracker
+
+    tracker = Tracker(TrackerConfig(name=name))
+    ids = [tracker.update(_detections([[10 + 2 * t, 10, 50 + 2 * t, 50]], [0.95])).track_ids.tolist() for t in range(4)]
+    assert ids == [[]] * (first_id_frame - 1) + [[1]] * (5 - first_id_frame)
+
+
 def test_thresholds_and_names_are_validated() -> None:
     with pytest.raises(ValueError, match="low <= high <= new-track"):
         TrackerConfig(low_score=0.7, high_score=0.5)
