@@ -78,8 +78,8 @@ class TrackerConfig:
         new_track_score: score an unmatched detection needs to start a track, in [``high_score``, 1].
         lost_frames: frames a lost track is kept for re-association.
         frame_rate: frames per second of the source (scales ``lost_frames``).
-        min_frames: consecutive matched frames before a track gets its id; ``None``: the measured default of the
-            tracker (``MIN_FRAMES``), set on construction.
+        min_frames: consecutive matched frames before a track gets its id; ``None``: the tracker's default in
+            ``MIN_FRAMES`` (kept ``None`` so that ``dataclasses.replace(config, name=...)`` picks the new tracker's).
         duplicate_iou: IoU in (0, 1] at which the lower-scoring of two boxes is dropped before tracking; ``None``
             keeps every box.
         match_iou: least IoU in (0, 1] between a track's predicted box and a detection for a match (both of
@@ -99,8 +99,6 @@ class TrackerConfig:
 
     def __post_init__(self) -> None:
         check_tracker_name(self.name)
-        if self.min_frames is None:
-            object.__setattr__(self, "min_frames", MIN_FRAMES.get(self.name, 2))
         if self.duplicate_iou is not None and not 0.0 < self.duplicate_iou <= 1.0:
             raise ValueError(f"duplicate_iou must lie in (0, 1] or be None, got {self.duplicate_iou}")
         if self.match_iou is not None and not 0.0 < self.match_iou <= 1.0:
@@ -110,7 +108,7 @@ class TrackerConfig:
                 "tracker thresholds must satisfy 0 <= low <= high <= new-track <= 1, got "
                 f"low {self.low_score}, high {self.high_score}, new-track {self.new_track_score}"
             )
-        if self.lost_frames < 0 or self.min_frames < 1 or self.frame_rate <= 0:
+        if self.lost_frames < 0 or (self.min_frames is not None and self.min_frames < 1) or self.frame_rate <= 0:
             raise ValueError(
                 f"lost_frames must be >= 0, min_frames >= 1 and frame_rate > 0, got {self.lost_frames}, "
                 f"{self.min_frames}, {self.frame_rate}"
@@ -125,7 +123,9 @@ def _library_tracker(config: TrackerConfig) -> Any:
     common = {
         "lost_track_buffer": config.lost_frames,
         "frame_rate": config.frame_rate,
-        "minimum_consecutive_frames": config.min_frames,
+        "minimum_consecutive_frames": MIN_FRAMES.get(config.name, 2)
+        if config.min_frames is None
+        else config.min_frames,
     }
     matching = {} if config.match_iou is None else {"minimum_iou_threshold": config.match_iou}
     if config.name == "bytetrack":

@@ -3,6 +3,7 @@ thresholds and names are validated, and track ids reach the COCO results."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -116,11 +117,12 @@ def test_two_queries_on_one_object_get_one_id() -> None:
 
 @pytest.mark.parametrize(("name", "first_id_frame"), [("bytetrack", 3), ("sort", 2)])
 def test_default_min_frames_delays_the_first_id(name: str, first_id_frame: int) -> None:
-    """ByteTrack's default is the measured 3 matched frames, the other trackers keep 2 (docs/tracking.md)."""
+    """ByteTrack's default is the measured 3 matched frames, the other trackers keep 2 (docs/tracking.md), also
+    when a ByteTrack config is copied to another tracker (as ``rtdetr-eval --track`` does)."""
     pytest.importorskip("trackers", reason="needs the trackers package (the [track] extra)")
     from rtdetr_deploy.runtime.tracking import Tracker
 
-    tracker = Tracker(TrackerConfig(name=name))
+    tracker = Tracker(dataclasses.replace(TrackerConfig(name="bytetrack"), name=name))
     ids = [tracker.update(_detections([[10 + 2 * t, 10, 50 + 2 * t, 50]], [0.95])).track_ids.tolist() for t in range(4)]
     assert ids == [[]] * (first_id_frame - 1) + [[1]] * (5 - first_id_frame)
 
