@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..runtime.config import BACKEND_CHOICES
+from ..runtime.registry import BACKEND_CHOICES
 from ..serve.config import DEFAULT_MAX_BODY_BYTES, ServeConfig
 from .frame import CommandParser, run_command
 

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from ..coco.names import ClassNames
+from .tracking import TrackerConfig, check_tracker_name
 
 __all__ = ["RuntimeConfig", "parse_device", "check_conf"]
 
@@ -47,6 +48,11 @@ class RuntimeConfig:
         json_path: COCO-results JSON file; ``None`` writes none.
         show: display the annotated frames in a window.
         names: class names and category ids for a checkpoint model (``--names``); ``None``: the model's own.
+        track: tracker name (``runtime.tracking.TRACKERS``) for videos, cameras, streams and MOT sequences.
+        mot_path: MOTChallenge results file of the tracks (needs ``track``); ``None`` writes none.
+        track_thresholds: the tracker's ``(low, high, new-track)`` scores; ``None`` for the measured defaults.
+        slice_hw: ``(height, width)`` of the tiles of sliced inference; ``None`` runs on whole images.
+        overlap: share of a tile its neighbours overlap, in [0, 1) (with ``slice_hw``).
     """
 
     source: str
@@ -60,6 +66,11 @@ class RuntimeConfig:
     json_path: str | None = None
     show: bool = False
     names: ClassNames | None = None
+    track: str | None = None
+    mot_path: str | None = None
+    track_thresholds: tuple[float, float, float] | None = None
+    slice_hw: tuple[int, int] | None = None
+    overlap: float = 0.2
 
     def __post_init__(self) -> None:
         if not str(self.source).strip():
@@ -75,3 +86,12 @@ class RuntimeConfig:
             raise ValueError(f"batch must be a positive integer, got {self.batch!r}")
         if self.classes is not None and not self.classes:
             raise ValueError("classes is empty; omit it to keep every class")
+        if self.track is not None:
+            check_tracker_name(self.track)
+        if self.track_thresholds is not None:
+            low, high, new = self.track_thresholds
+            TrackerConfig(low_score=low, high_score=high, new_track_score=new)
+        if self.mot_path is not None and self.track is None:
+            raise ValueError("--mot needs --track (MOT results are tracks)")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ValueError(f"--overlap must lie in [0, 1), got {self.overlap}")

@@ -19,10 +19,10 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..artifacts import backend_for
 from ..errors import RtdetrDeployError
 from ..runtime import Detector, OpenVinoBackend, OrtBackend, open_backend
 from ..runtime.detections import Detections
+from ..runtime.registry import backend_name_for
 from .config import ServeConfig
 from .protocol import HttpError, check_route, decode_body, filter_conf, parse_conf, response_json
 
@@ -37,7 +37,7 @@ _INFERENCE_ERRORS = (RtdetrDeployError, ValueError, RuntimeError, MemoryError, O
 def open_detector(config: ServeConfig) -> Detector:
     """A ``Detector`` keeping every top-k detection (the threshold is applied per request), ``config.threads`` wide."""
     path = Path(config.model)
-    name = backend_for(path) if config.backend == "auto" else config.backend
+    name = backend_name_for(path) if config.backend == "auto" else config.backend
     if name == "onnxruntime":
         backend = OrtBackend.from_path(path, device=config.device, threads=config.threads)
     elif name == "openvino":

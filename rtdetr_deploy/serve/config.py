@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..runtime.config import BACKEND_CHOICES, check_conf, parse_device
+from ..runtime.config import check_conf, parse_device
+from ..runtime.registry import check_backend_name
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ServeConfig"]
 
@@ -53,8 +54,7 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         check_conf(self.conf)
-        if self.backend not in BACKEND_CHOICES:
-            raise ValueError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+        check_backend_name(self.backend)
         if self.device is not None:
             parse_device(self.device)
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
