@@ -11,6 +11,7 @@ from ..artifacts import BACKEND_OF_SUFFIX, MODEL_SUFFIXES, backend_for, is_model
 from .backend import Backend
 from .config import BACKEND_CHOICES
 from .onnxruntime_backend import OrtBackend
+from .opencv_backend import OpenCvBackend
 from .openvino_backend import OpenVinoBackend
 from .tensorrt_backend import TrtBackend
 from .torch_backend import TorchBackend
@@ -22,6 +23,7 @@ BACKENDS_BY_NAME: dict[str, type[Backend]] = {
     "tensorrt": TrtBackend,
     "torch": TorchBackend,
     "openvino": OpenVinoBackend,
+    "opencv": OpenCvBackend,
 }
 BACKENDS: dict[str, type[Backend]] = {suffix: BACKENDS_BY_NAME[name] for suffix, name in BACKEND_OF_SUFFIX.items()}
 
@@ -32,7 +34,8 @@ def open_backend(model: str | os.PathLike[str], *, backend: str = "auto", device
     Args:
         model: ``.onnx``, ``.engine`` (with its ``.json`` sidecar), OpenVINO ``.xml`` (with its ``.bin``), ``.pth``
             or ``.safetensors`` file, or a transformers ``save_pretrained`` folder (with ``config.json``).
-        backend: ``"auto"``, ``"onnxruntime"``, ``"tensorrt"``, ``"torch"`` or ``"openvino"``.
+        backend: ``"auto"``, ``"onnxruntime"``, ``"tensorrt"``, ``"torch"``, ``"openvino"`` or ``"opencv"`` (an
+            ``.onnx`` with OpenCV DNN).
         device: ``"cpu"``, ``"cuda:N"``, or ``None`` for the backend's default (TensorRT ``cuda:0``, others ``cpu``).
 
     Raises:
