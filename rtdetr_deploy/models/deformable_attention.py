@@ -50,9 +50,11 @@ def discrete_indices(locations: torch.Tensor, height: int, width: int, *, where:
     if height * width > _FLOAT_EXACT:
         raise ValueError(f"a {height}x{width} map has more pixels than float32 indexes exactly (2**24)")
     # Scalar factors rather than a [W, H] tensor: the same float32 products, and no host-to-device copy
-    # (which CUDA-graph capture forbids).
-    x = round_index(locations[..., 0] * width + 0.5, width - 1, where=f"{where}, x")
-    y = round_index(locations[..., 1] * height + 0.5, height - 1, where=f"{where}, y")
+    # (which CUDA-graph capture forbids). The coordinates are computed in the model's dtype, as before; the
+    # rounding and the flat index in float32 (a no-op for FP32 models), since FP16 holds whole numbers
+    # exactly only up to 2048.
+    x = round_index((locations[..., 0] * width + 0.5).float(), width - 1, where=f"{where}, x")
+    y = round_index((locations[..., 1] * height + 0.5).float(), height - 1, where=f"{where}, y")
     return y * width + x
 
 
