@@ -31,7 +31,7 @@ class Case:
     """One measured configuration (timed at every requested batch size).
 
     Attributes:
-        backend: ``onnxruntime``, ``torch``, ``tensorrt`` or ``openvino``.
+        backend: ``onnxruntime``, ``torch``, ``tensorrt``, ``openvino`` or ``opencv``.
         precision: ``fp32``, ``fp16``, ``int8`` or ``bf16`` (OpenVINO).
         sampling: ``discrete`` or ``bilinear``.
         device: ``cpu`` or ``cuda:N``.
@@ -79,6 +79,8 @@ def _check_backend_accepts(backend: str, model: Path, device: str) -> None:
         )
     if backend == "openvino" and device.startswith("cuda"):
         raise ValueError("the openvino backend runs on the CPU (OpenVINO has no CUDA device): pass --device cpu")
+    if backend == "opencv" and (suffix != ".onnx" or device.startswith("cuda")):
+        raise ValueError(f"the opencv backend runs .onnx files on the CPU (OpenCV DNN); got {model.name} on {device}")
     if backend == "tensorrt" and not device.startswith("cuda"):
         raise ValueError("TensorRT runs on CUDA GPUs only: pass --device cuda:N")
     if backend == "onnxruntime" and device.startswith("cuda"):

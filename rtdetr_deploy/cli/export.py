@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..contract import DEFAULT_SAMPLING, SAMPLING_METHODS
-from ..export.config import OPENVINO_PRECISIONS, TRT_PRECISIONS, ExportConfig, parse_batch_range, parse_openvino
+from ..export.config import (
+    GELU_FORMS,
+    OPENVINO_PRECISIONS,
+    OUTPUT_KINDS,
+    TRT_PRECISIONS,
+    ExportConfig,
+    parse_batch_range,
+    parse_openvino,
+)
 from ..export.gates import DEFAULT_MAX_AP_DROP
 from .frame import CommandParser, parse_imgsz, run_command
 from .names import add_names_option, names_from_args
@@ -96,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             f"--max-{precision}-drop", type=float, default=drop, help=f"AP {what} may lose (default: {drop:g})"
         )
+    _add_graph_arguments(parser)
     parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
     parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
     _add_triton_arguments(parser)
@@ -114,6 +123,24 @@ def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-instances", type=int, default=1, help="Triton instances per device (default: 1)")
     parser.add_argument(
         "--triton-kind", choices=("auto", "cpu", "gpu"), default="auto", help="Triton instance kind (default: auto)"
+    )
+
+
+def _add_graph_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that shape the graph for engines with narrower ONNX support (``docs/portable-graph.md``)."""
+    parser.add_argument(
+        "--gelu",
+        choices=GELU_FORMS,
+        default="erf",
+        help="GELU in the graph: erf (ONNX Erf, as trained), poly (no Erf, within 1e-6 of it) or tanh (the tanh "
+        "approximation) (default: erf)",
+    )
+    parser.add_argument(
+        "--outputs",
+        choices=OUTPUT_KINDS,
+        default="detections",
+        help="detections (labels, boxes, scores) or raw (pred_logits, pred_boxes; top-k on the host, for engines "
+        "without TopK) (default: detections)",
     )
 
 
@@ -160,6 +187,8 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         max_int8_drop=args.max_int8_drop,
         max_bf16_drop=args.max_bf16_drop,
         names=names_from_args(args),
+        gelu=args.gelu,
+        outputs=args.outputs,
     )
 
 

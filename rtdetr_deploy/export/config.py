@@ -8,12 +8,15 @@ from pathlib import Path
 from ..artifacts import OPENVINO_PRECISIONS
 from ..coco.names import ClassNames
 from ..contract import DEFAULT_SAMPLING, check_batch_range, check_sampling
+from ..metadata import GELU_FORMS, OUTPUT_KINDS
 from .gates import DEFAULT_MAX_AP_DROP, FP32_AP_TOLERANCE
 from .int8_groups import DEFAULT_KEEP_FLOAT, check_groups
 
 __all__ = [
     "CALIBRATION_METHODS",
     "ExportConfig",
+    "GELU_FORMS",
+    "OUTPUT_KINDS",
     "OPENVINO_PRECISIONS",
     "TRT_PRECISIONS",
     "parse_batch_range",
@@ -62,6 +65,11 @@ class ExportConfig:
         max_bf16_drop: COCO AP the OpenVINO BF16 IR may lose against FP32 (with ``eval_data``).
         names: class names and original category ids to record instead of the checkpoint's (``--names``); their
             count must be the model's.
+        gelu: how the graph computes the encoder's GELU (``metadata.GELU_FORMS``): ``"erf"`` (ONNX Erf, as
+            trained), ``"poly"`` (Erf-free, verified against the Erf model) or ``"tanh"`` (the tanh approximation,
+            verified against itself; its accuracy cost is the user's to measure, e.g. with ``eval_data``).
+        outputs: ``"detections"`` (labels, boxes, scores; the official deploy outputs) or ``"raw"`` (the graph ends
+            at ``pred_logits`` and ``pred_boxes``; the runtime does sigmoid and top-k on the host). FP32 ONNX only.
     """
 
     weights: Path
@@ -93,9 +101,20 @@ class ExportConfig:
     max_fp16_drop: float = DEFAULT_MAX_AP_DROP["fp16"]
     max_int8_drop: float = DEFAULT_MAX_AP_DROP["int8"]
     max_bf16_drop: float = DEFAULT_MAX_AP_DROP["bf16"]
+    gelu: str = "erf"
+    outputs: str = "detections"
 
     def __post_init__(self) -> None:
         check_sampling(self.sampling)
+        if self.gelu not in GELU_FORMS:
+            raise ValueError(f"--gelu must be one of {', '.join(GELU_FORMS)}, got {self.gelu!r}")
+        if self.outputs not in OUTPUT_KINDS:
+            raise ValueError(f"--outputs must be one of {', '.join(OUTPUT_KINDS)}, got {self.outputs!r}")
+        if self.outputs == "raw" and (self.trt or self.fp16 or self.int8_cpu or self.openvino or self.fuse_preprocess):
+            raise ValueError(
+                "--outputs raw writes the FP32 ONNX only: leave out --trt, --fp16, --int8-cpu, --openvino and "
+                "--fuse-preprocess"
+            )
         if self.imgsz is not None:
             if len(self.imgsz) != 2 or any(s <= 0 or s % 32 for s in self.imgsz):
                 raise ValueError(f"--imgsz must be positive multiples of 32, got {self.imgsz}")

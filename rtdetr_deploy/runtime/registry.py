@@ -20,6 +20,7 @@ from pathlib import Path
 from ..artifacts import MODEL_FOLDER_FILE, MODEL_SUFFIXES, is_model_folder
 from .backend import Backend
 from .onnxruntime_backend import OrtBackend
+from .opencv_backend import OpenCvBackend
 from .openvino_backend import OpenVinoBackend
 from .tensorrt_backend import TrtBackend
 from .torch_backend import TorchBackend
@@ -51,8 +52,8 @@ class BackendEntry:
         default: it opens its suffixes when no backend is named (one default per suffix).
         requires: the module the backend imports when it opens a model.
         extra: the package extra that installs ``requires`` (``None``: a core dependency).
-        default: it opens its suffixes when no backend is named (one default per suffix).
         folders: it opens transformers model folders (``artifacts.is_model_folder``).
+        package: the pip package that provides ``requires`` when its name differs (``cv2``: opencv-python-headless).
     """
 
     name: str
@@ -62,12 +63,13 @@ class BackendEntry:
     extra: str | None
     default: bool = True
     folders: bool = False
+    package: str | None = None
 
     @property
     def install(self) -> str:
         """How to install what the backend needs."""
         if self.extra is None:
-            return f"pip install {self.requires} (a core dependency of rtdetr-deploy)"
+            return f"pip install {self.package or self.requires} (a core dependency of rtdetr-deploy)"
         return f"pip install 'rtdetr-deploy[{self.extra}]'"
 
     def __post_init__(self) -> None:
@@ -100,6 +102,7 @@ REGISTRY: tuple[BackendEntry, ...] = _checked(
         BackendEntry("tensorrt", TrtBackend, (".engine",), "tensorrt", "trt"),
         BackendEntry("torch", TorchBackend, (".pth", ".safetensors"), "torch", "torch", folders=True),
         BackendEntry("openvino", OpenVinoBackend, (".xml",), "openvino", "openvino"),
+        BackendEntry("opencv", OpenCvBackend, (".onnx",), "cv2", None, default=False, package="opencv-python-headless"),
     )
 )
 
