@@ -52,7 +52,13 @@ def test_float_index_arithmetic_is_the_official_rule_in_onnxruntime(tmp_path: Pa
     y = np.clip(np.trunc(locations[..., 1].astype(np.float32) * 5 + np.float32(0.5)).astype(np.int64), 0, 4)
     np.testing.assert_array_equal(got, y * 7 + x)
     ops = [node.op_type for node in graph.graph.node]
-    assert "Floor" in ops and ops.count("Cast") == 1, ops
+    to_int64 = [
+        node
+        for node in graph.graph.node
+        if node.op_type == "Cast" and onnx.helper.get_attribute_value(node.attribute[0]) == onnx.TensorProto.INT64
+    ]
+    assert "Floor" in ops and len(to_int64) == 1, ops
+    assert graph.graph.node[-1] == to_int64[0], "the int64 cast comes right before the gather, last here"
 
 
 def test_valid_mask_where_equals_the_mask_product(tmp_path: Path) -> None:
