@@ -152,7 +152,7 @@ def test_default_graph_structure(exports: dict[str, dict]) -> None:
 def test_exports_verify_and_poly_drops_erf(exports: dict[str, dict]) -> None:
     for gelu, result in exports.items():
         report = result["report"]
-        assert report["passed"] and report["verification"]["decisions"]["disagreements"] == 0, gelu
-        assert report["metadata"]["gelu"] == gelu
-    assert "Erf" in exports["erf"]["report"]["op_census"]
-    assert "Erf" not in exports["poly"]["report"]["op_census"]
+        assert report.passed and report.verification.decisions.disagreements == 0, gelu
+        assert report.metadata["gelu"] == gelu
+    assert "Erf" in exports["erf"]["report"].op_census
+    assert "Erf" not in exports["poly"]["report"].op_census

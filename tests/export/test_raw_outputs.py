@@ -28,7 +28,7 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for kind in ("detections", "raw"):
         config = ExportConfig(weights=WEIGHTS, out_dir=tmp_path_factory.mktemp(kind), outputs=kind, batch=(1, 2, 2))
         result = export(config, verbose=False)
-        assert result.report["passed"]
+        assert result.report.passed
         out[kind] = result.onnx
     return out
 
