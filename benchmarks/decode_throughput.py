@@ -1,7 +1,7 @@
 """Decoding alone: frames per second of each decoder at each thread count, on a generated 1280x720 H.264 clip.
 
-    python benchmarks/decode_throughput.py                      # writes benchmarks/results/decode_throughput_cpu.json
-    python benchmarks/decode_throughput.py --threads 1,2,4,8,0 --frames 600 --json out.json
+    python -m benchmarks.decode_throughput                      # writes benchmarks/results/decode_throughput_cpu.json
+    python -m benchmarks.decode_throughput --threads 1,2,4,8,0 --frames 600 --json out.json
 
 Each measurement is ``rtdetr_deploy.bench.throughput.measure_decode``: the source's decoder, with its threads,
 reading BGR frames and nothing else, after 8 untimed frames. Thread count 0 lets FFmpeg choose (one per core).

@@ -5,7 +5,7 @@ The same comparison as ``tests/models/test_official_parity.py`` (random, well-sc
 for all five official sizes and both samplings, written to ``benchmarks/results/official_parity.json``: the
 figures the README quotes.
 
-    python benchmarks/official_parity.py
+    python -m benchmarks.official_parity
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Regenerate the README's performance table from scratch: every figure in it comes from this script.
 
-    python benchmarks/run_all.py               # CPU rows, on this machine (about 6-8 minutes on 2 cores)
-    python benchmarks/run_all.py --gpu         # GPU rows, on a CUDA machine (the torch backend; a few minutes)
-    python benchmarks/run_all.py --table-only  # rebuild the table from benchmarks/results/*.json
+    python -m benchmarks.run_all               # CPU rows, on this machine (about 6-8 minutes on 2 cores)
+    python -m benchmarks.run_all --gpu         # GPU rows, on a CUDA machine (the torch backend; a few minutes)
+    python -m benchmarks.run_all --table-only  # rebuild the table from benchmarks/results/*.json
 
 The CPU run builds RT-DETRv2-R18 (r18vd, 640x640) with random but non-trivial weights (no download: speed does
 not depend on the weight values, agreement figures do, see the notes), writes a 1280x720 test video, measures
@@ -27,8 +27,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-from goals import evaluate_goals
 
+from benchmarks.goals import evaluate_goals
 from rtdetr_deploy.bench.benchmark import run_benchmark
 from rtdetr_deploy.bench.compare import compare_results, overhead_rows
 from rtdetr_deploy.bench.config import BenchConfig
@@ -405,8 +405,8 @@ def build_table() -> str:
     lines = [
         f"RT-DETRv2-R18 ({PRESET}) at 640x640. Latency is per batch, inference alone (`backend.infer` on a prepared "
         "batch; warm-up first, CUDA synchronised); video FPS is the threaded decode -> preprocess -> infer -> "
-        "postprocess pipeline of `rtdetr-infer` on a 1280x720 clip. Regenerate with `python benchmarks/run_all.py` "
-        "(CPU rows), `--gpu` on a CUDA machine (GPU runtime rows) and `python benchmarks/gpu_torch.py` (GPU "
+        "postprocess pipeline of `rtdetr-infer` on a 1280x720 clip. Regenerate with `python -m benchmarks.run_all` "
+        "(CPU rows), `--gpu` on a CUDA machine (GPU runtime rows) and `python -m benchmarks.gpu_torch` (GPU "
         "model-only rows); details, per-stage splits and device descriptions are in `benchmarks/results/`. "
         "*other CPU* is the share of the machine's CPUs that other processes used while a row was measured "
         "(the 2-core machine is shared): rows measured beside other work are slower than the machine can do.",
