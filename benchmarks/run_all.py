@@ -35,6 +35,7 @@ from rtdetr_deploy.bench.config import BenchConfig
 from rtdetr_deploy.bench.device import describe_device
 from rtdetr_deploy.bench.report import device_line, other_cpu, write_json, write_markdown, write_plot
 from rtdetr_deploy.bench.timing import CpuContention
+from rtdetr_deploy.runtime.sinks import VideoWriter
 from rtdetr_deploy.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,16 +86,13 @@ def write_video(path: Path, *, frames: int, size: tuple[int, int] = (1280, 720),
         for _ in range(12)
     ]
     colors = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in movers]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        raise OSError(f"OpenCV cannot write {path}")
-    for index in range(frames):
-        frame = background.copy()
-        for (x, y, dx, dy, side), color in zip(movers, colors, strict=True):
-            cx, cy = int((x + dx * index) % width), int((y + dy * index) % height)
-            cv2.rectangle(frame, (cx, cy), (cx + int(side), cy + int(side) // 2), color, -1)
-        writer.write(frame)
-    writer.release()
+    with VideoWriter(path, fps=fps, size_wh=size) as writer:
+        for index in range(frames):
+            frame = background.copy()
+            for (x, y, dx, dy, side), color in zip(movers, colors, strict=True):
+                cx, cy = int((x + dx * index) % width), int((y + dy * index) % height)
+                cv2.rectangle(frame, (cx, cy), (cx + int(side), cy + int(side) // 2), color, -1)
+            writer.write(frame)
     return path
 
 
