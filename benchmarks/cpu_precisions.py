@@ -11,9 +11,9 @@ the share of the CPUs other processes used while timing (``CpuContention``), and
 Random weights by default (speed does not depend on them); ``--weights`` exports a trained checkpoint instead,
 and ``--eval-data`` then adds the COCO AP of every file (the export's AP gates) to the report.
 
-    python benchmarks/cpu_precisions.py                       # 30 runs each (the figures)
-    python benchmarks/cpu_precisions.py --runs 5 --warmup 2   # a smoke run
-    python benchmarks/cpu_precisions.py --weights best.pth --eval-data data/coco --calib data/coco/images/train
+    python -m benchmarks.cpu_precisions                       # 30 runs each (the figures)
+    python -m benchmarks.cpu_precisions --runs 5 --warmup 2   # a smoke run
+    python -m benchmarks.cpu_precisions --weights best.pth --eval-data data/coco --calib data/coco/images/train
 """
 
 from __future__ import annotations

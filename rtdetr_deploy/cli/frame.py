@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ..errors import RtdetrDeployError
-from ..runtime.registry import REGISTRY
 
 __all__ = [
     "EXIT_FAILURE",
@@ -27,7 +26,7 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-# Optional module -> the extra that installs it (each backend's own module comes from the backend registry).
+# Optional module -> the extra that installs it; each backend's own module and extra come from the backend registry.
 EXTRAS = {
     "faster_coco_eval": "eval",
     "matplotlib": "bench",
@@ -42,7 +41,6 @@ EXTRAS = {
     "ray": "serve",
     "tritonclient": "triton",
     "yaml": "torch",
-    **{entry.requires: entry.extra for entry in REGISTRY if entry.extra is not None},
 }
 
 
@@ -62,9 +60,17 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+def _backend_extra(module: str) -> str | None:
+    """The extra installing ``module`` when a registered backend needs it (the registry is read only on this path:
+    it imports every backend module)."""
+    from ..runtime.registry import REGISTRY
+
+    return next((entry.extra for entry in REGISTRY if entry.requires == module), None)
+
+
 def _missing_package(exc: ImportError) -> str:
     module = (exc.name or "").split(".")[0]
-    extra = EXTRAS.get(module)
+    extra = EXTRAS.get(module) or _backend_extra(module)
     if not module:
         return f"a package is missing ({one_line(exc)})"
     install = f"pip install 'rtdetr-deploy[{extra}]'" if extra else f"pip install {module}"

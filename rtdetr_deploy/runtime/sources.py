@@ -29,7 +29,6 @@ __all__ = [
     "VideoSource",
     "open_source",
     "IMAGE_SUFFIXES",
-    "VIDEO_SUFFIXES",
     "image_files",
     "read_image",
     "read_image_folder",
@@ -38,7 +37,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"})
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 DEFAULT_FPS = 30.0
 

@@ -5,8 +5,8 @@ backbone, no strong augmentation); phase 2 continues from phase 1's EMA weights 
 rate. The EMA weights of phase 2 are written with FP16 storage (anchors kept FP32) as a package checkpoint
 whose ``provenance`` entry holds this script's settings, the training time, the machine and the AP reached:
 
-    python benchmarks/train_demo_weights.py                      # about an hour on 2 CPU cores
-    python benchmarks/train_demo_weights.py --epochs 1 1 --train-images 16 --dest /tmp/w.pth   # a smoke run
+    python tools/train_demo_weights.py                      # about an hour on 2 CPU cores
+    python tools/train_demo_weights.py --epochs 1 1 --train-images 16 --dest /tmp/w.pth   # a smoke run
 
 Writes ``rtdetr_deploy/data/weights/tiny_synthetic.pth`` (``--dest``) and
 ``benchmarks/results/demo_weights.json``. Epoch counts, not minutes, bound the run, so a busy machine makes it
@@ -27,7 +27,7 @@ from pathlib import Path
 from train_synthetic import machine
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = ROOT / "benchmarks" / "results"
 DEST = ROOT / "rtdetr_deploy" / "data" / "weights" / "tiny_synthetic.pth"
 
 
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     minutes = minutes1 + (time.perf_counter() - clock) / 60
     final = {k: second.history[-1][k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
     provenance = {
-        "script": "benchmarks/train_demo_weights.py",
+        "script": "tools/train_demo_weights.py",
         "what": "tiny preset trained from scratch on the embedded synthetic set (seed 0), EMA weights, FP16 storage",
         "started": started,
         "training_minutes": round(minutes, 1),
