@@ -73,6 +73,9 @@ class ModelMetadata:
         source_sha256: SHA-256 of the checkpoint it was exported from.
         opset: ONNX opset of the graph.
         output_contract: names, shapes and meaning of the outputs.
+        decoder_layers: decoder layers the graph runs (its outputs come from that layer's head); ``None`` in
+            files written before this field existed.
+        queries: queries the graph's query selection keeps; ``None`` in files written before this field existed.
     """
 
     preset: str
@@ -90,6 +93,8 @@ class ModelMetadata:
     source_sha256: str = ""
     opset: int = 17
     output_contract: str = OUTPUT_CONTRACT
+    decoder_layers: int | None = None
+    queries: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.class_names) != len(self.category_ids):
@@ -103,6 +108,10 @@ class ModelMetadata:
         low, opt, high = self.batch
         if not 1 <= low <= opt <= high:
             raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {self.batch}")
+        for name in ("decoder_layers", "queries"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
     @property
     def num_classes(self) -> int:
@@ -113,6 +122,8 @@ class ModelMetadata:
         props = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name in ("decoder_layers", "queries"):
+                continue
             if f.name == "preprocessing":
                 value = value.as_props()
             props[f.name] = value if isinstance(value, str) else json.dumps(value)

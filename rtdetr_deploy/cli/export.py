@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..export.config import OPENVINO_PRECISIONS, TRT_PRECISIONS, ExportConfig, parse_batch_range, parse_openvino
 from .frame import CommandParser, parse_imgsz, run_command
+from .knobs import add_speed_knob_flags
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--batch", type=int, default=None, help="fixed batch size (default: 1)")
     batch.add_argument("--dynamic-batch", default=None, metavar="MIN,OPT,MAX", help="dynamic batch range")
     parser.add_argument("--topk", type=int, default=300, help="detections per image in the outputs (default: 300)")
+    add_speed_knob_flags(parser)
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default: 17)")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     parser.add_argument("--keep-unsimplified", action="store_true", help="also keep the graph as traced")
@@ -134,6 +136,8 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         max_fp16_drop=args.max_fp16_drop,
         max_int8_drop=args.max_int8_drop,
         max_bf16_drop=args.max_bf16_drop,
+        decoder_layers=args.decoder_layers,
+        queries=args.queries,
     )
 
 

@@ -59,6 +59,9 @@ class ExportConfig:
         max_fp16_drop: COCO AP the FP16 graph may lose against FP32 (with ``eval_data``).
         max_int8_drop: COCO AP an INT8 graph may lose against FP32 (with ``eval_data``).
         max_bf16_drop: COCO AP the OpenVINO BF16 IR may lose against FP32 (with ``eval_data``).
+        decoder_layers: stop the decoder after this many layers and use that layer's head (``None``: all of them);
+            checked against the model's layer count when it is loaded.
+        queries: queries the query selection keeps (``None``: the trained number, which is also the upper bound).
     """
 
     weights: Path
@@ -89,6 +92,8 @@ class ExportConfig:
     max_fp16_drop: float = 0.005
     max_int8_drop: float = 0.02
     max_bf16_drop: float = 0.01
+    decoder_layers: int | None = None
+    queries: int | None = None
 
     def __post_init__(self) -> None:
         if self.sampling not in ("discrete", "bilinear"):
@@ -101,6 +106,9 @@ class ExportConfig:
             raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {low},{opt},{high}")
         if self.topk < 1:
             raise ValueError(f"--topk must be positive, got {self.topk}")
+        for flag, value in (("--decoder-layers", self.decoder_layers), ("--queries", self.queries)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} must be positive, got {value}")
         if self.opset < 17:
             raise ValueError(f"--opset must be 17 or newer (LayerNormalization), got {self.opset}")
         if self.trt is not None and self.trt not in TRT_PRECISIONS:

@@ -31,6 +31,7 @@ from ..models.rtdetr import RTDETR
 from ..version import __version__
 from .config import ExportConfig
 from .onnx_export import Probe, export_probe, op_census, strip_probe
+from .speed_knobs import speed_knobs_report
 from .variants import NOT_DECISIVE, VARIANT_RULES, check_variant
 from .verify import Tolerances, sampling_swap_report, verification_images, verify_against_pytorch
 
@@ -83,6 +84,7 @@ def _check_inputs(config: ExportConfig) -> None:
 
 def _load(config: ExportConfig) -> tuple[RTDETR, ModelMetadata, str]:
     model = load_model(config.weights, preset=config.preset, sampling=config.sampling)
+    model.set_speed_knobs(decoder_layers=config.decoder_layers, queries=config.queries)
     info = model.info
     input_size = config.imgsz or info.input_size
     model.set_eval_size(input_size)
@@ -97,9 +99,12 @@ def _load(config: ExportConfig) -> tuple[RTDETR, ModelMetadata, str]:
         package_version=__version__,
         source_sha256=source_sha256(config.weights),
         opset=config.opset,
+        decoder_layers=model.decoder_layers,
+        queries=model.queries,
     )
     detail = (
-        f"{metadata.preset}, {info.num_classes} classes, {config.sampling} sampling, {input_size[0]}x{input_size[1]}"
+        f"{metadata.preset}, {info.num_classes} classes, {config.sampling} sampling, {input_size[0]}x{input_size[1]}, "
+        f"{model.decoder_layers} of {len(model.decoder.decoder.layers)} decoder layers, {model.queries} queries"
     )
     return model, metadata, detail
 
@@ -145,6 +150,7 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
         if not verification["passed"]:
             raise ExportError("verification failed: " + "; ".join(verification["failures"]))  # type: ignore[arg-type]
         report: dict[str, object] = {"passed": True, "verification": verification, "op_census": census}
+        report["speed_knobs"] = speed_knobs_report(model)
         report["swap"] = sampling_swap_report(model, images, input_size=metadata.input_size)
         variants = _write_variants(config, probe, staging, stem, images, steps)
         report["variants"] = {variant: variant_report for variant, (_, variant_report) in variants.items()}
