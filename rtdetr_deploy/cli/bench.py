@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .frame import CommandParser, parse_imgsz, run_command
+from .knobs import add_speed_knob_flags
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu or cuda:N (default: cpu)")
     parser.add_argument("--batch", default="1", help="comma-separated batch sizes (default: 1)")
     parser.add_argument("--imgsz", default=None, help="input size N or H,W for a .pth (default: the checkpoint's)")
+    add_speed_knob_flags(parser, what="a checkpoint (torch, or exported on the fly)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs before each case (default: 10)")
     timing = parser.add_mutually_exclusive_group()
     timing.add_argument("--iters", type=int, default=None, help="timed runs per case and batch (default: 50)")
@@ -94,6 +96,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - BenchConfig, i
         json_path=args.json,
         markdown_path=args.markdown,
         plot_path=args.plot,
+        decoder_layers=args.decoder_layers,
+        queries=args.queries,
     )
 
 
