@@ -145,6 +145,13 @@ def _settings(config: FrontierConfig) -> tuple[list[tuple[tuple[int, int], int, 
         "trained_queries": trained_queries,
         "num_classes": model.num_classes,
     }
+    for height, width in sizes:
+        positions = sum((height // stride) * (width // stride) for stride in model.config.feat_strides)
+        if positions < max(query_counts):
+            raise ValueError(
+                f"size {height}x{width} gives {positions} encoder positions, fewer than {max(query_counts)} queries: "
+                "drop the size or the query count"
+            )
     settings = [(tuple(s), n, k) for s in sizes for n in sorted(set(layer_counts)) for k in sorted(set(query_counts))]
     return settings, facts  # type: ignore[return-value]
 

@@ -65,6 +65,10 @@ def frontier_config(args: argparse.Namespace):  # noqa: ANN201 - FrontierConfig,
         raise FileNotFoundError(f"data folder not found: {args.data}")
     if args.model.suffix.lower() not in (".pth", ".safetensors") and not args.model.is_dir():
         raise ValueError(f"--frontier exports a checkpoint (.pth, .safetensors, model folder), not {args.model.name}")
+    ignored = {"--seconds": args.seconds, "--video": args.video, "--imgsz (use --sizes)": args.imgsz}
+    given = [flag for flag, value in ignored.items() if value is not None] + (["--batch"] if args.batch != "1" else [])
+    if given:
+        raise ValueError(f"--frontier times batch 1 for --rounds x --iters calls; it does not take {', '.join(given)}")
     if args.backend not in ("auto", "onnxruntime"):
         raise ValueError(f"--frontier measures on onnxruntime, not --backend {args.backend}")
     samplings = parse_list(args.sampling) if args.sampling is not None else ("discrete",)

@@ -24,6 +24,8 @@ TINY = Path(__file__).parents[2] / "rtdetr_deploy" / "data" / "weights" / "tiny_
         ([str(TINY), "--frontier", "--data", "synthetic", "--queries", "50,80"], "queries must lie in 1..50"),
         ([str(TINY), "--frontier", "--data", "synthetic", "--sizes", "200"], "multiples of 32"),
         ([str(TINY), "--frontier", "--data", "synthetic", "--precision", "bf16"], "frontier precision 'bf16'"),
+        ([str(TINY), "--frontier", "--data", "synthetic", "--sizes", "32"], "21 encoder positions, fewer than 50"),
+        ([str(TINY), "--frontier", "--data", "synthetic", "--seconds", "1"], "it does not take --seconds"),
         ([str(TINY), "--sizes", "256"], "--sizes only apply with --frontier"),
         ([str(TINY), "--decoder-layers", "1,2"], "--decoder-layers takes one value"),
         ([str(TINY), "--queries", "0"], "--queries must be positive"),
