@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 
+from .contract import check_batch_range, check_sampling
+
 __all__ = ["ModelMetadata", "Preprocessing", "OUTPUT_CONTRACT", "PRECISIONS"]
 
 OUTPUT_CONTRACT = "labels[B,K]int64,boxes[B,K,4]xyxy_pixels,scores[B,K]float32;v1"
@@ -99,15 +101,12 @@ class ModelMetadata:
     def __post_init__(self) -> None:
         if len(self.class_names) != len(self.category_ids):
             raise ValueError(f"{len(self.class_names)} class names but {len(self.category_ids)} category ids")
-        if self.sampling not in ("bilinear", "discrete"):
-            raise ValueError(f"sampling must be 'bilinear' or 'discrete', got {self.sampling!r}")
+        check_sampling(self.sampling)
         if self.box_format != "xyxy_pixels":
             raise ValueError(f"box_format must be 'xyxy_pixels', got {self.box_format!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        low, opt, high = self.batch
-        if not 1 <= low <= opt <= high:
-            raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {self.batch}")
+        check_batch_range(self.batch)
         for name in ("decoder_layers", "queries"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

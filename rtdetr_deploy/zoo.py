@@ -20,6 +20,7 @@ from .cache import cache_dir
 from .checksum import file_sha256
 from .download import download
 from .errors import BackendError
+from .runtime.registry import AUTO, backend_entry, check_backend_name
 
 __all__ = [
     "COCO_CATEGORY_IDS",
@@ -94,23 +95,25 @@ def resolve_default_model(*, backend: str = "auto", spec: DefaultModel | None = 
     """The default model file for ``backend``, downloading and exporting it on first use.
 
     Args:
-        backend: ``"auto"``/``"onnxruntime"`` (an ONNX), ``"torch"`` (the labelled checkpoint) or ``"tensorrt"``
-            (an engine built for this GPU and TensorRT).
+        backend: ``"auto"`` or a registered backend: one that opens ``.onnx`` gets the ONNX, ``.pth`` the
+            labelled checkpoint, ``.engine`` an engine built for this GPU and TensorRT.
         spec: which checkpoint; ``DEFAULT_MODEL`` (RT-DETRv2-S COCO) by default.
         root: cache folder; ``default_model_dir(spec)`` by default.
 
     Raises:
         OSError: the download failed (no network, say); the message asks for ``--model``.
         BackendError: PyTorch (needed once, to export) is not installed.
+        ValueError: a backend that opens none of the default model's files.
     """
+    kind = _default_file_kind(backend)
     spec = spec or DEFAULT_MODEL
     root = root or default_model_dir(spec)
     onnx_file = onnx_path(root, spec.name)
     labelled = root / f"{spec.name}.pth"
-    wanted = labelled if backend == "torch" else onnx_file
-    if backend != "tensorrt" and wanted.is_file():
+    wanted = labelled if kind == ".pth" else onnx_file
+    if kind != ".engine" and wanted.is_file():
         return wanted
-    if not labelled.is_file() or (backend != "torch" and not onnx_file.is_file()):
+    if not labelled.is_file() or (kind != ".pth" and not onnx_file.is_file()):
         if importlib.util.find_spec("torch") is None:
             raise BackendError(
                 "no --model given: preparing the default model needs PyTorch once "
@@ -119,13 +122,29 @@ def resolve_default_model(*, backend: str = "auto", spec: DefaultModel | None = 
         weights = _download_weights(spec, root)
         if not labelled.is_file():
             _save_labelled(weights, labelled, spec)
-        if backend != "torch" and not onnx_file.is_file():
+        if kind != ".pth" and not onnx_file.is_file():
             _export(labelled, root)
-    if backend == "torch":
+    if kind == ".pth":
         return labelled
-    if backend == "tensorrt":
+    if kind == ".engine":
         return _engine_for(onnx_file)
     return onnx_file
+
+
+def _default_file_kind(backend: str) -> str:
+    """Which of the default model's files ``backend`` opens (by the registry's suffixes): ``.onnx`` (also for
+    ``"auto"``), ``.pth`` (the labelled checkpoint) or ``.engine``.
+
+    Raises:
+        ValueError: an unknown backend, or one that opens none of these files.
+    """
+    if check_backend_name(backend) == AUTO:
+        return ".onnx"
+    suffixes = backend_entry(backend).suffixes
+    for kind in (".onnx", ".pth", ".engine"):
+        if kind in suffixes:
+            return kind
+    raise ValueError(f"there is no default model for the {backend} backend; {ASK_FOR_MODEL}")
 
 
 def _download_weights(spec: DefaultModel, root: Path) -> Path:

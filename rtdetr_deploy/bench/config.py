@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import MODEL_SUFFIXES, is_model_folder
-from ..runtime.config import BACKEND_CHOICES, parse_device
+from ..contract import DEFAULT_SAMPLING, SAMPLING_METHODS
+from ..runtime.config import parse_device
+from ..runtime.registry import BACKEND_CHOICES
 
 __all__ = [
     "BenchConfig",
@@ -23,7 +25,7 @@ __all__ = [
 
 BENCH_BACKENDS = BACKEND_CHOICES
 BENCH_PRECISIONS = ("fp32", "fp16", "int8", "bf16")
-SAMPLINGS = ("discrete", "bilinear")
+SAMPLINGS = (DEFAULT_SAMPLING, *(m for m in SAMPLING_METHODS if m != DEFAULT_SAMPLING))
 CUDA_GRAPH_CHOICES = ("off", "on", "both")
 DEFAULT_ITERS = 50
 # What the bench plans: exported models and .pth checkpoints, and transformers model folders where a .pth goes.

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..runtime.backends import open_backend
 from ..runtime.detector import Detector
+from ..runtime.registry import open_backend
 from .device import describe_device
 from .stats import summarize
 from .timing import CpuContention, time_calls
@@ -187,12 +187,11 @@ def _export_all(
             ),
             verbose=False,
         )
-        gates = result.report["accuracy"]["gates"]  # type: ignore[index]
+        gates = result.report.accuracy.gates  # type: ignore[union-attr]
         for precision in config.precisions:
             gate = gates[_ONNX_VARIANT[precision]]
-            metrics = {k: v for k, v in gate.items() if k.startswith("A")}
-            files.append(((size, layers, queries, precision), out / gate["file"], metrics))
-        log("    AP " + ", ".join(f"{p} {gates[_ONNX_VARIANT[p]]['AP']:.4f}" for p in config.precisions))
+            files.append(((size, layers, queries, precision), out / gate.file, dict(gate.metrics)))
+        log("    AP " + ", ".join(f"{p} {gates[_ONNX_VARIANT[p]].ap:.4f}" for p in config.precisions))
     return files
 
 

@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..runtime.config import BACKEND_CHOICES, parse_device
+from ..runtime.config import parse_device
+from ..runtime.registry import BACKEND_CHOICES
 from .frame import CommandParser, run_command
 from .knobs import add_speed_knob_flags
 

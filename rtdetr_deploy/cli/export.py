@@ -7,7 +7,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from ..contract import DEFAULT_SAMPLING, SAMPLING_METHODS
 from ..export.config import OPENVINO_PRECISIONS, TRT_PRECISIONS, ExportConfig, parse_batch_range, parse_openvino
+from ..export.gates import DEFAULT_MAX_AP_DROP
 from .frame import CommandParser, parse_imgsz, run_command
 from .knobs import add_speed_knob_flags
 
@@ -34,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--imgsz", default=None, help="input size: N or H,W, multiples of 32 (default: the model's)")
     parser.add_argument(
         "--sampling",
-        choices=("discrete", "bilinear"),
-        default="discrete",
+        choices=SAMPLING_METHODS,
+        default=DEFAULT_SAMPLING,
         help="deformable sampling in the graph (default: discrete, no GridSample)",
     )
     batch = parser.add_mutually_exclusive_group()
@@ -86,9 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="labelled COCO data (folder or 'synthetic'): measure every graph's AP, accept FP16/INT8 by AP loss",
     )
     parser.add_argument("--eval-split", default="val", help="split of --eval-data (default: val)")
-    parser.add_argument("--max-fp16-drop", type=float, default=0.005, help="AP FP16 may lose (default: 0.005)")
-    parser.add_argument("--max-int8-drop", type=float, default=0.02, help="AP INT8 may lose (default: 0.02)")
-    parser.add_argument("--max-bf16-drop", type=float, default=0.01, help="AP OpenVINO BF16 may lose (default: 0.01)")
+    for precision, what in (("fp16", "FP16"), ("int8", "INT8"), ("bf16", "OpenVINO BF16")):
+        drop = DEFAULT_MAX_AP_DROP[precision]
+        parser.add_argument(
+            f"--max-{precision}-drop", type=float, default=drop, help=f"AP {what} may lose (default: {drop:g})"
+        )
     parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
     parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
     return parser
@@ -167,12 +171,11 @@ def _export(args: argparse.Namespace) -> int:
     from ..export.pipeline import export
 
     result = export(config)
-    census = result.report["op_census"]
-    print("Op census: " + ", ".join(f"{op} {count}" for op, count in census.items()))  # type: ignore[union-attr]
-    swap = result.report["swap"]
+    report = result.report
+    print("Op census: " + ", ".join(f"{op} {count}" for op, count in report.op_census.items()))
     print(
-        f"Discrete vs bilinear on the same weights: {swap['agreement']:.1%} of the top detections agree, "  # type: ignore[index]
-        f"mean score change {swap['mean_abs_score_delta']:.1e}"  # type: ignore[index]
+        f"Discrete vs bilinear on the same weights: {report.swap.agreement:.1%} of the top detections agree, "
+        f"mean score change {report.swap.mean_abs_score_delta:.1e}"
     )
     print("Wrote:")
     for path in result.files:

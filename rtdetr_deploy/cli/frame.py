@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ..errors import RtdetrDeployError
+from ..runtime.registry import REGISTRY
 
 __all__ = [
     "EXIT_FAILURE",
@@ -26,21 +27,19 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-# Optional module -> the extra that installs it.
+# Optional module -> the extra that installs it (each backend's own module comes from the backend registry).
 EXTRAS = {
     "faster_coco_eval": "eval",
     "matplotlib": "bench",
     "psutil": "bench",
     "onnxslim": "export",
     "scipy": "train",
-    "torch": "torch",
     "torchvision": "torch",
-    "tensorrt": "trt",
     "cuda": "trt",
-    "openvino": "openvino",
     "nncf": "openvino",
     "safetensors": "torch",
     "av": "video",
+    **{entry.requires: entry.extra for entry in REGISTRY if entry.extra is not None},
 }
 
 

@@ -15,12 +15,13 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ..runtime.config import BACKEND_CHOICES, RuntimeConfig
+from ..runtime.config import RuntimeConfig
 from ..runtime.decoders import DECODERS, DecoderConfig
 from ..runtime.detections import Detections
 from ..runtime.detector import Detector
 from ..runtime.drawing import draw_detections
 from ..runtime.pipeline import DEFAULT_PREPROCESS_WORKERS, PipelineOptions, PipelineResult, run_pipeline
+from ..runtime.registry import BACKEND_CHOICES
 from ..runtime.sinks import CocoResultsWriter, ImageWriter, VideoWriter
 from ..runtime.sources import Frame, ImageSource, VideoSource, open_source
 from ..zoo import default_model_dir, resolve_default_model

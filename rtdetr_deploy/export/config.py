@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import OPENVINO_PRECISIONS
+from ..contract import DEFAULT_SAMPLING, check_batch_range, check_sampling
+from .gates import DEFAULT_MAX_AP_DROP, FP32_AP_TOLERANCE
 from .int8_groups import DEFAULT_KEEP_FLOAT, check_groups
 
 __all__ = [
@@ -19,8 +21,6 @@ __all__ = [
 
 TRT_PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-# An FP32 graph on another runtime (the OpenVINO FP32 IR) differs from the ONNX by float rounding only.
-FP32_AP_TOLERANCE = 0.001
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class ExportConfig:
     out_dir: Path
     preset: str | None = None
     imgsz: tuple[int, int] | None = None
-    sampling: str = "discrete"
+    sampling: str = DEFAULT_SAMPLING
     batch: tuple[int, int, int] = (1, 1, 1)
     topk: int = 300
     opset: int = 17
@@ -89,21 +89,18 @@ class ExportConfig:
     timing_cache: Path | None = None
     eval_data: Path | None = None
     eval_split: str = "val"
-    max_fp16_drop: float = 0.005
-    max_int8_drop: float = 0.02
-    max_bf16_drop: float = 0.01
+    max_fp16_drop: float = DEFAULT_MAX_AP_DROP["fp16"]
+    max_int8_drop: float = DEFAULT_MAX_AP_DROP["int8"]
+    max_bf16_drop: float = DEFAULT_MAX_AP_DROP["bf16"]
     decoder_layers: int | None = None
     queries: int | None = None
 
     def __post_init__(self) -> None:
-        if self.sampling not in ("discrete", "bilinear"):
-            raise ValueError(f"--sampling must be 'discrete' or 'bilinear', got {self.sampling!r}")
+        check_sampling(self.sampling)
         if self.imgsz is not None:
             if len(self.imgsz) != 2 or any(s <= 0 or s % 32 for s in self.imgsz):
                 raise ValueError(f"--imgsz must be positive multiples of 32, got {self.imgsz}")
-        low, opt, high = self.batch
-        if not 1 <= low <= opt <= high:
-            raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {low},{opt},{high}")
+        check_batch_range(self.batch)
         if self.topk < 1:
             raise ValueError(f"--topk must be positive, got {self.topk}")
         for flag, value in (("--decoder-layers", self.decoder_layers), ("--queries", self.queries)):

@@ -25,6 +25,7 @@ import onnx
 from onnx import TensorProto
 
 from ..atomic import atomic_path
+from ..contract import check_batch_range
 from ..engine_format import (
     import_cudart,
     import_tensorrt,
@@ -38,7 +39,6 @@ from ..errors import EngineBuildError
 
 __all__ = [
     "build_engine",
-    "check_batch_range",
     "engine_sidecar",
     "gpu_description",
     "onnx_io",
@@ -47,16 +47,6 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
-
-
-def check_batch_range(batch: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Validate ``(min, opt, max)`` batch sizes: three integers with ``1 <= MIN <= OPT <= MAX``."""
-    if len(batch) != 3 or not all(isinstance(b, int) and not isinstance(b, bool) for b in batch):
-        raise ValueError(f"batch range must be three integers (MIN, OPT, MAX), got {tuple(batch)}")
-    low, opt, high = batch
-    if not 1 <= low <= opt <= high:
-        raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {low},{opt},{high}")
-    return low, opt, high
 
 
 def _dims(info: onnx.ValueInfoProto) -> list[int | str]:

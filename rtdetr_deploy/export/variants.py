@@ -17,47 +17,22 @@ another runtime, whose only differences are float rounding; ``bf16`` rules judge
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..agreement import compare_detections
+from ..contract import OUTPUT_NAMES
 from ..metadata import ModelMetadata
 from ..runtime.onnxruntime_backend import read_onnx_metadata
 from ..runtime.preprocess import preprocess
+from .gates import MIN_DECIDED, NOT_DECISIVE, NOT_DECISIVE_PREFIX, VariantRules
 from .graphs import decision_pairs, run_graph
-from .onnx_export import OUTPUT_NAMES, Probe
+from .onnx_export import Probe
+from .report import VariantDetections, VariantRaw, VariantReport
 
-__all__ = ["ONNXRUNTIME", "VARIANT_RULES", "GraphRunner", "VariantRules", "check_variant"]
-
-
-@dataclass(frozen=True)
-class VariantRules:
-    """What a precision variant must keep of the FP32 graph.
-
-    Attributes:
-        margin: the score difference the precision may cause; the margin of a decided ranking.
-        min_matched: fraction of FP32's decided top detections the variant must find again.
-        raw_logits: difference of the encoder's class logits to FP32's accepted when nothing is decided.
-        judge_raw: judge the raw outputs when nothing is decided (else only report them).
-        max_ap_drop: COCO AP the variant may lose against FP32 when the export has labelled data.
-    """
-
-    margin: float
-    min_matched: float
-    raw_logits: float
-    judge_raw: bool
-    max_ap_drop: float
-
-
-VARIANT_RULES = {
-    "fp32": VariantRules(margin=1e-3, min_matched=0.99, raw_logits=1e-3, judge_raw=True, max_ap_drop=0.001),
-    "bf16": VariantRules(margin=0.05, min_matched=0.95, raw_logits=0.1, judge_raw=True, max_ap_drop=0.01),
-    "fp16": VariantRules(margin=0.02, min_matched=0.99, raw_logits=0.05, judge_raw=True, max_ap_drop=0.005),
-    "int8": VariantRules(margin=0.05, min_matched=0.9, raw_logits=0.5, judge_raw=False, max_ap_drop=0.02),
-}
-MIN_DECIDED = 10
+__all__ = ["ONNXRUNTIME", "GraphRunner", "check_variant"]
 
 
 @dataclass(frozen=True)
@@ -79,8 +54,6 @@ class GraphRunner:
 
 
 ONNXRUNTIME = GraphRunner(read_metadata=read_onnx_metadata, run=run_graph)
-NOT_DECISIVE = "untrained weights: agreement not decisive, raw outputs compared"
-NOT_DECISIVE_PREFIX = "agreement not decisive (untrained weights)"
 
 
 def _index_agreement(reference: list, candidate: list, points: tuple[tuple[str, str], ...]) -> float | None:
@@ -118,13 +91,13 @@ def check_variant(
     precision: str,
     rules: VariantRules,
     runner: GraphRunner = ONNXRUNTIME,
-) -> dict[str, object]:
+) -> VariantReport:
     """Judge a variant (its probe and its published graph, run by ``runner``: ONNX Runtime on the CPU by default)
     against the FP32 probe (always run in ONNX Runtime) on ``images_bgr``.
 
     Returns:
-        A JSON-ready report: ``rule`` (what decided), ``detections``, ``raw``, ``index_agreement``,
-        ``published_equals_probe``, ``rules``, ``passed`` and ``failures``.
+        The report of the published file: ``rule`` (what decided), ``detections``, ``raw``, ``index_agreement``,
+        ``published_equals_probe``, the ``rules`` and one line per failure in ``failures``.
     """
     metadata = runner.read_metadata(variant_deploy)
     pixels, sizes_wh = preprocess(images_bgr, input_size=metadata.input_size, preprocessing=metadata.preprocessing)
@@ -138,36 +111,52 @@ def check_variant(
     within = float((encoder_delta <= rules.raw_logits).mean())
     decisive = agreement["compared"] >= MIN_DECIDED
     count = len(fp32.decisions)
-    report: dict[str, object] = {
-        "precision": precision,
-        "rule": f"decided ranking (score margin {rules.margin:g})"
-        if decisive
-        else "not decisive: raw outputs compared",
-        "detections": {
-            "decided": agreement["compared"],
-            "candidates": agreement["candidates"],
-            "matched": agreement["matched"],
-            "max_score_delta": agreement["max_score_delta"],
-            "max_box_delta_px": agreement["max_box_delta_px"],
-        },
-        "raw": {
-            "encoder_scores": int(encoder_delta.size),
-            "within_tolerance": within,
-            "max_encoder_logit_delta": float(encoder_delta.max()),
-            "max_sorted_score_delta": agreement["max_sorted_score_delta"],
-        },
-        "index_agreement": _index_agreement(
-            decision_pairs(reference, count), decision_pairs(candidate, count), fp32.decisions
+    indices = _index_agreement(decision_pairs(reference, count), decision_pairs(candidate, count), fp32.decisions)
+    same = _published_equals_probe(
+        runner, variant_probe, variant_deploy, (candidate, published), (pixels, sizes_wh), metadata.batch
+    )
+    failures = _failures(
+        precision.upper(), agreement, rules, decisive=decisive, indices=indices, within=within, encoder=encoder_delta
+    )
+    if not same:
+        failures.append(f"the published {precision.upper()} graph computes other detections than its verified probe")
+    return VariantReport(
+        file=variant_deploy.name,
+        precision=precision,
+        rule=f"decided ranking (score margin {rules.margin:g})" if decisive else NOT_DECISIVE,
+        detections=VariantDetections(
+            decided=agreement["compared"],
+            candidates=agreement["candidates"],
+            matched=agreement["matched"],
+            max_score_delta=agreement["max_score_delta"],
+            max_box_delta_px=agreement["max_box_delta_px"],
         ),
-        "published_equals_probe": _published_equals_probe(
-            runner, variant_probe, variant_deploy, (candidate, published), (pixels, sizes_wh), metadata.batch
+        raw=VariantRaw(
+            encoder_scores=int(encoder_delta.size),
+            within_tolerance=within,
+            max_encoder_logit_delta=float(encoder_delta.max()),
+            max_sorted_score_delta=agreement["max_sorted_score_delta"],
         ),
-        "rules": asdict(rules),
-    }
+        index_agreement=indices,
+        published_equals_probe=same,
+        rules=rules,
+        failures=tuple(failures),
+    )
+
+
+def _failures(
+    name: str,
+    agreement: dict,
+    rules: VariantRules,
+    *,
+    decisive: bool,
+    indices: float | None,
+    within: float,
+    encoder: np.ndarray,
+) -> list[str]:
+    """The rules a variant breaks: its decided detections, or (nothing decided) its raw outputs."""
     failures = []
-    name = precision.upper()
     if decisive and agreement["matched"] < rules.min_matched:
-        indices = report["index_agreement"]  # None: bilinear sampling has no indices
         failures.append(
             f"{name} keeps only {agreement['matched']:.1%} of FP32's {agreement['compared']} decided top detections "
             f"(< {rules.min_matched:.0%})"
@@ -176,15 +165,11 @@ def check_variant(
     if not decisive and rules.judge_raw and within < 0.99:
         failures.append(
             f"{NOT_DECISIVE_PREFIX}: only {within:.1%} of {name}'s encoder class scores lie within "
-            f"{rules.raw_logits:g} of FP32's; max difference {encoder_delta.max():.3g}"
+            f"{rules.raw_logits:g} of FP32's; max difference {encoder.max():.3g}"
         )
     if not decisive and rules.judge_raw and agreement["max_sorted_score_delta"] > rules.margin:
         failures.append(
             f"{NOT_DECISIVE_PREFIX}: {name}'s top scores differ from FP32's by up to "
             f"{agreement['max_sorted_score_delta']:.3g} rank by rank (> {rules.margin:g})"
         )
-    if not report["published_equals_probe"]:
-        failures.append(f"the published {name} graph computes other detections than its verified probe")
-    report["failures"] = failures
-    report["passed"] = not failures
-    return report
+    return failures

@@ -18,11 +18,12 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_path
+from ..contract import check_sampling
 from ..errors import CheckpointError
 from . import hf
 from .backbone import BLOCKS_PER_STAGE
 from .hf_names import GEOMETRY_KEYS
-from .presets import PRESETS, SAMPLING_METHODS, ModelConfig, check_input_size, get_preset
+from .presets import PRESETS, ModelConfig, check_input_size, get_preset
 from .rtdetr import RTDETR, build_model
 
 __all__ = ["ModelInfo", "load_model", "read_checkpoint", "infer_config", "save_model"]
@@ -278,8 +279,8 @@ def load_model(
     Raises:
         FileNotFoundError, CheckpointError (a ``ValueError``), ValueError for bad arguments.
     """
-    if sampling is not None and sampling not in SAMPLING_METHODS:
-        raise ValueError(f"unknown sampling method {sampling!r}; choose from {', '.join(SAMPLING_METHODS)}")
+    if sampling is not None:
+        check_sampling(sampling)
     checkpoint = read_checkpoint(path)
     sd, meta = checkpoint.state_dict, checkpoint.meta
     if "decoder.dec_score_head.0.weight" not in sd:

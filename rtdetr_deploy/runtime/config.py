@@ -5,11 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..artifacts import BACKEND_OF_SUFFIX
+__all__ = ["RuntimeConfig", "parse_device", "check_conf"]
 
-__all__ = ["RuntimeConfig", "BACKEND_CHOICES", "parse_device", "check_conf"]
-
-BACKEND_CHOICES = ("auto", *dict.fromkeys(BACKEND_OF_SUFFIX.values()))
 _DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 
@@ -39,7 +36,7 @@ class RuntimeConfig:
     Attributes:
         source: image, glob, folder, video file, camera index or stream URL.
         model: ``.onnx``, ``.engine`` or ``.pth`` path; ``None`` asks for the default model.
-        backend: ``"auto"`` (by file suffix), ``"onnxruntime"``, ``"tensorrt"`` or ``"torch"``.
+        backend: ``"auto"`` (by file suffix) or a backend name (``registry.BACKEND_CHOICES``).
         device: ``"cpu"`` or ``"cuda:N"``; ``None`` for the backend's default (TensorRT: ``cuda:0``, others: ``cpu``).
         conf: score threshold in [0, 1].
         classes: keep only these classes (names, or contiguous class indices written as integers).
@@ -63,8 +60,10 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         if not str(self.source).strip():
             raise ValueError("source is empty; pass an image, folder, glob, video, camera index or stream URL")
-        if self.backend not in BACKEND_CHOICES:
-            raise ValueError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+        # The registry imports every backend module, and those import this one: look it up when validating.
+        from .registry import check_backend_name
+
+        check_backend_name(self.backend)
         if self.device is not None:
             parse_device(self.device)
         check_conf(self.conf)

@@ -12,20 +12,19 @@ from typing import Any, overload
 
 import numpy as np
 
+from ..contract import FUSED_INPUT_NAME, INPUT_NAMES, OUTPUT_NAMES, RAW_OUTPUT_NAMES
 from ..errors import ModelFileError
 from ..metadata import ModelMetadata
 from .backend import Backend
-from .backends import open_backend
-from .config import BACKEND_CHOICES, RuntimeConfig, check_conf, parse_device
+from .config import RuntimeConfig, check_conf, parse_device
 from .detections import Detections
 from .postprocess import select_detections, topk_detections
 from .preprocess import preprocess, stack_frames
+from .registry import check_backend_name, open_backend
 
 __all__ = ["Detector", "PreparedBatch"]
 
-DEPLOY_OUTPUTS = ("labels", "boxes", "scores")
-RAW_OUTPUTS = ("pred_logits", "pred_boxes")
-KNOWN_INPUTS = ("images", "orig_target_sizes", "frames")
+KNOWN_INPUTS = (*INPUT_NAMES, FUSED_INPUT_NAME)
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,7 @@ class Detector:
         classes: Sequence[str | int] | None = None,
     ) -> None:
         self.conf = check_conf(conf)
-        if backend not in BACKEND_CHOICES:
-            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+        check_backend_name(backend)
         if device is not None:
             parse_device(device)
         self.backend: Backend = _open(model, backend=backend, device=device)
@@ -123,14 +121,14 @@ class Detector:
                 f"model inputs {sorted(self._specs)} are not RT-DETR's; its metadata asks for {expected}"
             )
         outputs = {spec.name for spec in self.backend.output_specs}
-        if set(DEPLOY_OUTPUTS) <= outputs:
+        if set(OUTPUT_NAMES) <= outputs:
             self._raw = False
-        elif set(RAW_OUTPUTS) <= outputs:
+        elif set(RAW_OUTPUT_NAMES) <= outputs:
             self._raw = True
         else:
             raise ModelFileError(
-                f"model outputs {sorted(outputs)} are not RT-DETR's; expected {', '.join(DEPLOY_OUTPUTS)} "
-                f"or {', '.join(RAW_OUTPUTS)}"
+                f"model outputs {sorted(outputs)} are not RT-DETR's; expected {', '.join(OUTPUT_NAMES)} "
+                f"or {', '.join(RAW_OUTPUT_NAMES)}"
             )
         if self.fused:
             spec = self._specs["frames"]
@@ -182,7 +180,7 @@ class Detector:
                 outputs["pred_logits"], outputs["pred_boxes"], batch.orig_sizes, topk=self.metadata.topk
             )
         else:
-            labels, boxes, scores = (outputs[name] for name in DEPLOY_OUTPUTS)
+            labels, boxes, scores = (outputs[name] for name in OUTPUT_NAMES)
         n = batch.count
         return select_detections(
             labels[:n],

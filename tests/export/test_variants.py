@@ -16,9 +16,10 @@ from onnx import TensorProto, helper  # noqa: E402
 from rtdetr_deploy import load_model  # noqa: E402
 from rtdetr_deploy.data.pretrained import pretrained_tiny  # noqa: E402
 from rtdetr_deploy.data.synthetic import ensure_synthetic  # noqa: E402
+from rtdetr_deploy.export.gates import VARIANT_RULES  # noqa: E402
 from rtdetr_deploy.export.onnx_export import export_probe, strip_probe  # noqa: E402
 from rtdetr_deploy.export.precision import convert_fp16  # noqa: E402
-from rtdetr_deploy.export.variants import VARIANT_RULES, check_variant  # noqa: E402
+from rtdetr_deploy.export.variants import check_variant  # noqa: E402
 from rtdetr_deploy.metadata import ModelMetadata  # noqa: E402
 from rtdetr_deploy.runtime.sources import read_image_folder  # noqa: E402
 
@@ -104,15 +105,15 @@ def test_fp16_with_its_islands_keeps_the_trained_models_detections(trained) -> N
     report = check_variant(
         probe, fp16_probe, _published(fp16_probe), images, precision="fp16", rules=VARIANT_RULES["fp16"]
     )
-    assert report["passed"], report["failures"]
-    assert report["detections"]["decided"] >= 100
-    assert report["published_equals_probe"] is True
+    assert report.passed, report.failures
+    assert report.detections.decided >= 100
+    assert report.published_equals_probe is True
 
 
 def test_fp16_index_arithmetic_is_refused(trained) -> None:
     folder, probe, fp16_probe, images = trained
     broken = _index_arithmetic_in_fp16(fp16_probe, folder / "broken.probe.onnx")
     report = check_variant(probe, broken, _published(broken), images, precision="fp16", rules=VARIANT_RULES["fp16"])
-    assert not report["passed"]
-    text = "; ".join(report["failures"])
+    assert not report.passed
+    text = "; ".join(report.failures)
     assert "FP16 keeps only" in text and "decided top detections" in text, text

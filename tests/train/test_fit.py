@@ -92,7 +92,7 @@ def test_the_trained_checkpoint_exports_and_runs_in_the_runtime(learned, tmp_pat
     from rtdetr_deploy.export.pipeline import export
 
     exported = export(ExportConfig(weights=result.last, out_dir=tmp_path), verbose=False)
-    assert exported.report["passed"]
+    assert exported.report.passed
     runtime = pytest.importorskip("rtdetr_deploy.runtime")
     import numpy as np
 
