@@ -83,6 +83,9 @@ class ModelMetadata:
         output_contract: names, shapes and meaning of the outputs.
         outputs: ``"detections"`` or ``"raw"`` (``OUTPUT_KINDS``); files without the key are ``"detections"``.
         gelu: how the encoder's GELU is computed (``GELU_FORMS``); files without the key are ``"erf"``.
+        decoder_layers: decoder layers the graph runs (its outputs come from that layer's head); ``None`` in
+            files written before this field existed.
+        queries: queries the graph's query selection keeps; ``None`` in files written before this field existed.
     """
 
     preset: str
@@ -102,6 +105,8 @@ class ModelMetadata:
     output_contract: str = OUTPUT_CONTRACT
     outputs: str = "detections"
     gelu: str = "erf"
+    decoder_layers: int | None = None
+    queries: int | None = None
 
     def __post_init__(self) -> None:
         if self.outputs not in OUTPUT_KINDS:
@@ -116,6 +121,10 @@ class ModelMetadata:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         check_batch_range(self.batch)
+        for name in ("decoder_layers", "queries"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
     @property
     def num_classes(self) -> int:
@@ -126,6 +135,8 @@ class ModelMetadata:
         props = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name in ("decoder_layers", "queries"):
+                continue
             if f.name == "preprocessing":
                 value = value.as_props()
             props[f.name] = value if isinstance(value, str) else json.dumps(value)

@@ -59,6 +59,7 @@ def _open_case(case: Case, config: BenchConfig, *, count_flops: bool) -> tuple[B
     from ..runtime.torch_backend import TorchBackend
 
     model = load_model(case.source, sampling=case.sampling, names=config.names)
+    model.set_speed_knobs(decoder_layers=config.decoder_layers, queries=config.queries)
     if config.imgsz is not None:
         model.set_eval_size(config.imgsz)
         model.info = dataclasses.replace(model.info, input_size=tuple(config.imgsz))
@@ -120,6 +121,8 @@ def run_benchmark(
                     "input_size": list(metadata.input_size),
                     "num_classes": metadata.num_classes,
                     "topk": metadata.topk,
+                    "decoder_layers": metadata.decoder_layers,
+                    "queries": metadata.queries,
                 }
                 for batch in config.batches:
                     if batch > detector.max_batch:

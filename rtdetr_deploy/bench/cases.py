@@ -223,6 +223,11 @@ def plan_cases(config: BenchConfig) -> tuple[list[Case], list[str]]:
         _check_installed(backend)
         _check_backend_accepts(backend, model, config.device)
         planner = _checkpoint_cases if is_checkpoint(model) else _exported_cases
+        if not is_checkpoint(model) and (config.decoder_layers, config.queries) != (None, None):
+            raise ValueError(
+                f"{model.name} has its decoder layers and queries built in: --decoder-layers and --queries apply to "
+                "a checkpoint (re-export it with rtdetr-export --decoder-layers N --queries K)"
+            )
         cases += planner(config, backend, notes)
     missing = sorted(set(config.precisions or ()) - {case.precision for case in cases})
     if missing:
@@ -276,6 +281,8 @@ def export_for_onnxruntime(
             int8_cpu="int8" in precisions,
             calib=calib if "int8" in precisions else None,
             names=config.names,
+            decoder_layers=config.decoder_layers,
+            queries=config.queries,
         )
         log(f"exporting {Path(config.model).name} ({sampling} sampling) for onnxruntime into a temporary folder")
         result = export(export_config, verbose=False)

@@ -87,6 +87,8 @@ class BenchConfig:
         matmul_peak: measure the machine's FP32 matrix-multiply rate (CPU runs) to rate the model's GFLOP/s.
         json_path, markdown_path, plot_path: where to write the report, its tables and its plot.
         names: class names and category ids for a checkpoint (``--names``; recorded in its on-the-fly export).
+        decoder_layers, queries: speed knobs of a checkpoint (``RTDETR.set_speed_knobs``), applied to the torch
+            model and to the export on the fly; ``None``: the model's own. An exported file has them built in.
     """
 
     model: Path
@@ -108,6 +110,8 @@ class BenchConfig:
     markdown_path: Path | None = None
     plot_path: Path | None = None
     names: ClassNames | None = None
+    decoder_layers: int | None = None
+    queries: int | None = None
 
     def __post_init__(self) -> None:
         if not self.backends:
@@ -142,6 +146,9 @@ class BenchConfig:
         _choose("--cuda-graph mode", self.cuda_graph, CUDA_GRAPH_CHOICES)
         if self.cuda_graph != "off" and not self.device.startswith("cuda"):
             raise ValueError("--cuda-graph needs a CUDA device: pass --device cuda:N")
+        for flag, value in (("--decoder-layers", self.decoder_layers), ("--queries", self.queries)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} must be positive, got {value}")
         suffix = Path(self.model).suffix.lower()
         if suffix not in (*_BENCH_SUFFIXES, _OPENVINO_SUFFIX) and not is_model_folder(self.model):
             raise ValueError(

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 from .frame import CommandParser, parse_imgsz, run_command
+from .frontier import add_frontier_flags, check_not_frontier, run_frontier_command
+from .knobs import add_speed_knob_flags, parse_counts
 from .names import add_names_option, names_from_args
 
 __all__ = ["main", "build_parser", "config_from_args"]
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu or cuda:N (default: cpu)")
     parser.add_argument("--batch", default="1", help="comma-separated batch sizes (default: 1)")
     parser.add_argument("--imgsz", default=None, help="input size N or H,W for a .pth (default: the checkpoint's)")
+    add_speed_knob_flags(parser, what="a checkpoint (torch, or exported on the fly)", many=True)
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs before each case (default: 10)")
     timing = parser.add_mutually_exclusive_group()
     timing.add_argument("--iters", type=int, default=None, help="timed runs per case and batch (default: 50)")
@@ -70,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", type=Path, default=None, metavar="OUT", help="write the tables as markdown")
     parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="draw the results as a PNG")
     add_names_option(parser, applies_to=" (a checkpoint only)")
+    add_frontier_flags(parser)
     return parser
 
 
@@ -97,7 +101,16 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - BenchConfig, i
         markdown_path=args.markdown,
         plot_path=args.plot,
         names=names_from_args(args),
+        decoder_layers=_one(args.decoder_layers, "--decoder-layers"),
+        queries=_one(args.queries, "--queries"),
     )
+
+
+def _one(text: str | None, flag: str) -> int | None:
+    values = parse_counts(text, flag)
+    if values is not None and len(values) != 1:
+        raise ValueError(f"{flag} takes one value (lists are for --frontier), got {text!r}")
+    return values[0] if values else None
 
 
 def _log(line: str) -> None:
@@ -105,13 +118,16 @@ def _log(line: str) -> None:
 
 
 def _bench(args: argparse.Namespace, argv: list[str] | None) -> int:
+    command = "rtdetr-bench " + shlex.join(sys.argv[1:] if argv is None else [str(a) for a in argv])
+    if args.frontier:
+        return run_frontier_command(args, command=command, log=_log)
+    check_not_frontier(args)
     config = config_from_args(args)
     if config.plot_path is not None and importlib.util.find_spec("matplotlib") is None:
         raise ImportError("--plot needs matplotlib", name="matplotlib")
     from ..bench.benchmark import run_benchmark
     from ..bench.report import markdown_report, write_json, write_markdown, write_plot
 
-    command = "rtdetr-bench " + shlex.join(sys.argv[1:] if argv is None else [str(a) for a in argv])
     report = run_benchmark(config, log=_log, command=command)
     print(markdown_report(report), end="")
     written = []

@@ -16,6 +16,7 @@ from ..runtime.config import parse_device
 from ..runtime.registry import BACKEND_CHOICES
 from .eval_analytics import add_analytics_flags, run_analytics, wants_analytics
 from .frame import CommandParser, run_command
+from .knobs import add_speed_knob_flags
 from .names import add_names_option, names_from_args
 
 __all__ = ["build_parser", "main"]
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="default: by each file's suffix")
     parser.add_argument("--device", default=None, help="cpu or cuda:N (default: cuda:0 for .engine, cpu otherwise)")
     parser.add_argument("--batch", type=int, default=1, help="images per inference call (default: 1)")
+    add_speed_knob_flags(parser, what="a checkpoint (.pth, run on the torch backend)")
     parser.add_argument("--per-class", action="store_true", help="also print AP per class")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the report as JSON")
     parser.add_argument("--markdown", type=Path, default=None, metavar="FILE", help="write the tables as markdown")
@@ -81,6 +83,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         batch=args.batch,
         progress=args.progress,
         names=names,
+        decoder_layers=args.decoder_layers,
+        queries=args.queries,
     )
     device = args.device or ("cuda:0" if any(m.suffix == ".engine" for m in args.models) else "cpu")
     report = eval_report(scores, data, device=f"{device}: {device_line(describe_device(device))}")

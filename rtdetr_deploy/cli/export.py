@@ -24,6 +24,7 @@ from .names import add_names_option, names_from_args
 
 if TYPE_CHECKING:
     from ..export.triton import TritonOptions
+from .knobs import add_speed_knob_flags
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--batch", type=int, default=None, help="fixed batch size (default: 1)")
     batch.add_argument("--dynamic-batch", default=None, metavar="MIN,OPT,MAX", help="dynamic batch range")
     parser.add_argument("--topk", type=int, default=300, help="detections per image in the outputs (default: 300)")
+    add_speed_knob_flags(parser)
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default: 17)")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     parser.add_argument("--keep-unsimplified", action="store_true", help="also keep the graph as traced")
@@ -189,6 +191,8 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         names=names_from_args(args),
         gelu=args.gelu,
         outputs=args.outputs,
+        decoder_layers=args.decoder_layers,
+        queries=args.queries,
     )
 
 

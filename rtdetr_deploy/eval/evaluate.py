@@ -18,6 +18,7 @@ import numpy as np
 from ..artifacts import is_checkpoint
 from ..coco import ClassNames, CocoSet, coco_box_metrics, find_coco_split, load_coco
 from ..metadata import ModelMetadata
+from ..runtime.backend import Backend
 from ..runtime.detector import Detector
 from ..runtime.sources import read_image
 
@@ -116,10 +117,14 @@ def evaluate_model(
     batch: int = 1,
     progress: bool = True,
     names: ClassNames | None = None,
+    decoder_layers: int | None = None,
+    queries: int | None = None,
 ) -> ModelScore:
     """COCO metrics of one model file on ``data``, through ``Detector`` (no score threshold).
 
     ``names`` (``--names``) replace a checkpoint's class names and category ids (an exported model keeps its own).
+    ``decoder_layers`` and ``queries`` are the speed knobs of a checkpoint (run on the torch backend); an exported
+    file has its own built in, so they must be ``None`` for one.
 
     Raises:
         FileNotFoundError, ValueError (a model that is not a detector, classes that do not match the data, a
@@ -130,7 +135,8 @@ def evaluate_model(
     path = Path(model)
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
-    with Detector(path, backend=backend, device=device, conf=0.0, names=names) as detector:
+    opened = _checkpoint_with_knobs(path, backend, device, decoder_layers, queries)
+    with Detector(opened, backend=backend, device=device, conf=0.0, names=names) as detector:
         check_classes(detector.metadata, data, path)
         if not 1 <= batch <= detector.max_batch:
             raise ValueError(f"--batch {batch} must lie in 1..{detector.max_batch}, the batch range of {path.name}")
@@ -163,6 +169,22 @@ def evaluate_model(
         )
 
 
+def _checkpoint_with_knobs(
+    path: Path, backend: str, device: str | None, decoder_layers: int | None, queries: int | None
+) -> Path | Backend:
+    """``path`` itself, or with speed knobs the checkpoint opened on the torch backend with them."""
+    if decoder_layers is None and queries is None:
+        return path
+    if not is_checkpoint(path) or backend not in ("auto", "torch"):
+        raise ValueError(
+            f"{path.name} has its decoder layers and queries built in: --decoder-layers and --queries apply to a "
+            "checkpoint on the torch backend (re-export it with rtdetr-export --decoder-layers N --queries K)"
+        )
+    from ..runtime.torch_backend import TorchBackend
+
+    return TorchBackend.from_path(path, device=device, decoder_layers=decoder_layers, queries=queries)
+
+
 def evaluate_models(
     models: Sequence[str | os.PathLike[str]],
     data: EvalData,
@@ -172,8 +194,11 @@ def evaluate_models(
     batch: int = 1,
     progress: bool = True,
     names: ClassNames | None = None,
+    decoder_layers: int | None = None,
+    queries: int | None = None,
 ) -> list[ModelScore]:
-    """``evaluate_model`` of each model, in the order given; ``names`` go to the checkpoints among them.
+    """``evaluate_model`` of each model, in the order given; ``names`` go to the checkpoints among them, the speed
+    knobs to every one of them.
 
     Raises:
         ValueError: ``names`` given, but no model is a checkpoint (exported models keep their names).
@@ -192,6 +217,8 @@ def evaluate_models(
             batch=batch,
             progress=progress,
             names=names if is_checkpoint(model) else None,
+            decoder_layers=decoder_layers,
+            queries=queries,
         )
         for model in models
     ]

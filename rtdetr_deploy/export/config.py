@@ -70,6 +70,9 @@ class ExportConfig:
             verified against itself; its accuracy cost is the user's to measure, e.g. with ``eval_data``).
         outputs: ``"detections"`` (labels, boxes, scores; the official deploy outputs) or ``"raw"`` (the graph ends
             at ``pred_logits`` and ``pred_boxes``; the runtime does sigmoid and top-k on the host). FP32 ONNX only.
+        decoder_layers: stop the decoder after this many layers and use that layer's head (``None``: all of them);
+            checked against the model's layer count when it is loaded.
+        queries: queries the query selection keeps (``None``: the trained number, which is also the upper bound).
     """
 
     weights: Path
@@ -103,6 +106,8 @@ class ExportConfig:
     max_bf16_drop: float = DEFAULT_MAX_AP_DROP["bf16"]
     gelu: str = "erf"
     outputs: str = "detections"
+    decoder_layers: int | None = None
+    queries: int | None = None
 
     def __post_init__(self) -> None:
         check_sampling(self.sampling)
@@ -121,6 +126,9 @@ class ExportConfig:
         check_batch_range(self.batch)
         if self.topk < 1:
             raise ValueError(f"--topk must be positive, got {self.topk}")
+        for flag, value in (("--decoder-layers", self.decoder_layers), ("--queries", self.queries)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} must be positive, got {value}")
         if self.opset < 17:
             raise ValueError(f"--opset must be 17 or newer (LayerNormalization), got {self.opset}")
         if self.trt is not None and self.trt not in TRT_PRECISIONS:

@@ -36,6 +36,7 @@ from .files import ExportFiles
 from .gates import TOLERANCES, VARIANT_RULES
 from .onnx_export import Probe, export_probe, op_census, strip_probe
 from .report import ExportReport, VariantReport, VerificationReport
+from .speed_knobs import speed_knobs_report
 from .variants import check_variant
 from .verify import sampling_swap_report, verification_images, verify_against_pytorch
 
@@ -96,6 +97,7 @@ def _check_inputs(config: ExportConfig) -> None:
 def _load(config: ExportConfig) -> tuple[RTDETR, ModelMetadata, str]:
     model = load_model(config.weights, preset=config.preset, sampling=config.sampling, names=config.names)
     set_gelu_form(model, config.gelu)
+    model.set_speed_knobs(decoder_layers=config.decoder_layers, queries=config.queries)
     info = model.info
     input_size = config.imgsz or info.input_size
     model.set_eval_size(input_size)
@@ -112,9 +114,12 @@ def _load(config: ExportConfig) -> tuple[RTDETR, ModelMetadata, str]:
         opset=config.opset,
         outputs=config.outputs,
         gelu=config.gelu,
+        decoder_layers=model.decoder_layers,
+        queries=model.queries,
     )
     detail = (
-        f"{metadata.preset}, {info.num_classes} classes, {config.sampling} sampling, {input_size[0]}x{input_size[1]}"
+        f"{metadata.preset}, {info.num_classes} classes, {config.sampling} sampling, {input_size[0]}x{input_size[1]}, "
+        f"{model.decoder_layers} of {len(model.decoder.decoder.layers)} decoder layers, {model.queries} queries"
     )
     return model, metadata, detail
 
@@ -174,6 +179,7 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
             accuracy=accuracy,
             int8_sensitivity=sensitivity,
             classes=model.info.names_from,
+            speed_knobs=speed_knobs_report(model),
         )
         refuse_failed_variants(report.all_variants(), report.accuracy)
         report.write(files.report)

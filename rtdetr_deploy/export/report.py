@@ -28,6 +28,7 @@ __all__ = [
     "ExportReport",
     "PreprocessingCheck",
     "RawAgreement",
+    "SpeedKnobsReport",
     "SwapReport",
     "VariantDetections",
     "VariantRaw",
@@ -263,6 +264,19 @@ class AccuracyReport:
 
 
 @dataclass(frozen=True)
+class SpeedKnobsReport:
+    """The decoder layers and queries the graph uses, out of the trained numbers (``RTDETR.set_speed_knobs``).
+
+    The verification compares the graph with the PyTorch model told the same knobs.
+    """
+
+    decoder_layers: int
+    trained_decoder_layers: int
+    queries: int
+    trained_queries: int
+
+
+@dataclass(frozen=True)
 class ExportReport:
     """Everything an export checked, as written to ``<stem>.verify.json``.
 
@@ -278,6 +292,7 @@ class ExportReport:
         accuracy: the AP gates; ``None`` without labelled data.
         int8_sensitivity: the INT8 sensitivity table (``int8_sensitivity``); ``None`` unless asked for.
         classes: where the class names and category ids came from (``ModelInfo.names_from``).
+        speed_knobs: decoder layers and queries used (``None`` in reports written before they were recorded).
         schema: ``EXPORT_REPORT_SCHEMA`` of the code that wrote the file.
     """
 
@@ -294,6 +309,7 @@ class ExportReport:
     accuracy: AccuracyReport | None = field(default=None, metadata=OPTIONAL)
     int8_sensitivity: dict[str, object] | None = field(default=None, metadata=OPTIONAL)
     classes: str | None = field(default=None, metadata=OPTIONAL)
+    speed_knobs: SpeedKnobsReport | None = field(default=None, metadata=OPTIONAL)
     schema: int = EXPORT_REPORT_SCHEMA
 
     @property

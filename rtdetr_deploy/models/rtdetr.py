@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
@@ -40,6 +42,7 @@ class RTDETR(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.config = config
+        self.trained_queries = config.num_queries
 
     @property
     def num_classes(self) -> int:
@@ -69,6 +72,46 @@ class RTDETR(nn.Module):
         self.config = self.config.with_eval_size(size)
         self.encoder.set_eval_size(self.config.eval_size)
         self.decoder.set_eval_size(self.config.eval_size)
+        return self
+
+    @property
+    def decoder_layers(self) -> int:
+        """Decoder layers run at inference; the last of them gives the outputs through its own trained head."""
+        return self.decoder.decoder.eval_idx + 1
+
+    @property
+    def queries(self) -> int:
+        """Queries kept by the query selection at inference."""
+        return self.decoder.num_queries
+
+    def set_speed_knobs(self, *, decoder_layers: int | None = None, queries: int | None = None) -> RTDETR:
+        """Trade accuracy for speed at inference without retraining. Returns ``self``.
+
+        Every decoder layer has its own trained score and box heads (the auxiliary losses train them all), so
+        inference can stop after ``decoder_layers`` layers and use that layer's heads (the official decoder's
+        ``eval_idx``); the query selection can keep the ``queries`` best encoder positions instead of all the
+        trained number. ``None`` leaves a knob as it is. Meant for inference: training uses every layer.
+
+        Raises:
+            ValueError: ``decoder_layers`` outside ``1..`` the model's decoder layers, or ``queries`` outside
+                ``1..`` the trained number of queries (both named in the message).
+        """
+        num_layers = len(self.decoder.decoder.layers)
+        if decoder_layers is not None:
+            if isinstance(decoder_layers, bool) or not 1 <= decoder_layers <= num_layers:
+                raise ValueError(
+                    f"decoder layers must lie in 1..{num_layers} (the {self.config.name} model has {num_layers}), "
+                    f"got {decoder_layers}"
+                )
+            self.decoder.decoder.eval_idx = int(decoder_layers) - 1
+        if queries is not None:
+            if isinstance(queries, bool) or not 1 <= queries <= self.trained_queries:
+                raise ValueError(
+                    f"queries must lie in 1..{self.trained_queries} (the number the model was trained with), "
+                    f"got {queries}"
+                )
+            self.decoder.num_queries = int(queries)
+        self.config = replace(self.config, eval_idx=self.decoder_layers - 1, num_queries=self.queries)
         return self
 
     def deploy(self) -> RTDETR:

@@ -150,6 +150,8 @@ class TorchBackend(BackendBase):
         precision: str | None = None,
         cuda_graph: bool = False,
         compile_mode: str | None = None,
+        decoder_layers: int | None = None,
+        queries: int | None = None,
     ) -> TorchBackend:
         """Load a checkpoint with ``rtdetr_deploy.load_model`` and fuse it for inference.
 
@@ -159,6 +161,7 @@ class TorchBackend(BackendBase):
             precision: ``"fp32"`` or ``"fp16"`` (autocast, CUDA only); ``None`` for FP16 on CUDA, FP32 on CPU.
             cuda_graph: capture and replay the whole inference step as CUDA graphs (CUDA only).
             compile_mode: run the network through ``torch.compile`` in this mode (``COMPILE_MODES``); ``None``: eager.
+            decoder_layers, queries: speed knobs (``RTDETR.set_speed_knobs``); ``None``: the model's own.
 
         Raises:
             FileNotFoundError, CheckpointError (not RT-DETRv2 weights), BackendError (no torch, no CUDA),
@@ -170,6 +173,7 @@ class TorchBackend(BackendBase):
         from ..models.checkpoint import load_model
 
         model = load_model(Path(path))
+        model.set_speed_knobs(decoder_layers=decoder_layers, queries=queries)
         model.deploy()
         return cls.from_module(
             model, device=device, precision=precision, cuda_graph=cuda_graph, compile_mode=compile_mode
@@ -210,6 +214,8 @@ class TorchBackend(BackendBase):
             topk=min(topk, config.num_queries * num_classes),
             precision=precision,
             batch=(1, 1, MAX_BATCH),
+            decoder_layers=getattr(model, "decoder_layers", None),
+            queries=getattr(model, "queries", None),
         )
         model = model.eval().to(torch_device)
         return cls(
