@@ -37,6 +37,7 @@ __all__ = [
     "precision_of_variant",
     "report_path",
     "stem_of",
+    "target_path",
     "variant_candidates",
 ]
 
@@ -48,6 +49,9 @@ BACKEND_OF_SUFFIX: dict[str, str] = {
     ".pth": "torch",
     ".safetensors": "torch",
     ".xml": "openvino",
+    ".mnn": "mnn",
+    ".tflite": "litert",
+    ".rknn": "rknn",
 }
 # OpenVINO IR precision -> variant (the tag is ".<variant>"); the weights are the .bin beside each .xml.
 OPENVINO_PRECISIONS = ("fp32", "bf16", "int8")
@@ -106,6 +110,18 @@ def openvino_path(folder: str | os.PathLike[str], stem: str, precision: str) -> 
     if precision not in OPENVINO_PRECISIONS:
         raise ValueError(f"unknown OpenVINO precision {precision!r}; choose from {', '.join(OPENVINO_PRECISIONS)}")
     return Path(folder) / f"{stem}.openvino-{precision}.xml"
+
+
+# Third-party engine (``rtdetr-export --mnn/--tflite/--rknn``) -> suffix of its file; each has a ``.json`` sidecar.
+TARGET_SUFFIXES: dict[str, str] = {"mnn": ".mnn", "litert": ".tflite", "rknn": ".rknn"}
+
+
+def target_path(folder: str | os.PathLike[str], stem: str, target: str, tag: str = "") -> Path:
+    """``folder/stem[.tag]<suffix>`` of a third-party engine file: ``best.mnn``, ``best.tflite``,
+    ``best.rk3588-fp16.rknn`` (tag ``rk3588-fp16``)."""
+    if target not in TARGET_SUFFIXES:
+        raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGET_SUFFIXES)}")
+    return Path(folder) / f"{stem}{'.' + tag if tag else ''}{TARGET_SUFFIXES[target]}"
 
 
 def openvino_weights_path(xml: str | os.PathLike[str]) -> Path:

@@ -8,6 +8,14 @@ import sys
 from pathlib import Path
 
 from ..export.config import OPENVINO_PRECISIONS, TRT_PRECISIONS, ExportConfig, parse_batch_range, parse_openvino
+from ..export.target_config import (
+    ONNX2TF_PYTHON_ENV,
+    RKNN_PLATFORMS,
+    RKNN_PRECISIONS,
+    RKNN_PYTHON_ENV,
+    TargetsConfig,
+    interpreter_from,
+)
 from .frame import CommandParser, parse_imgsz, run_command
 
 __all__ = ["main", "build_parser", "config_from_args"]
@@ -87,9 +95,64 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-fp16-drop", type=float, default=0.005, help="AP FP16 may lose (default: 0.005)")
     parser.add_argument("--max-int8-drop", type=float, default=0.02, help="AP INT8 may lose (default: 0.02)")
     parser.add_argument("--max-bf16-drop", type=float, default=0.01, help="AP OpenVINO BF16 may lose (default: 0.01)")
+    _add_target_flags(parser)
     parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
     parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
     return parser
+
+
+def _add_target_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags of the third-party engines (``export.targets``; usage in docs/targets.md)."""
+    parser.add_argument(
+        "--mnn", action="store_true", help="also write NAME.mnn (FP32), verified in MNN; needs 'rtdetr-deploy[mnn]'"
+    )
+    parser.add_argument(
+        "--tflite",
+        action="store_true",
+        help="also write NAME.tflite (FP32) with onnx2tf, verified in LiteRT; needs 'rtdetr-deploy[litert]'",
+    )
+    parser.add_argument(
+        "--tflite-python",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"interpreter that has onnx2tf (default: ${ONNX2TF_PYTHON_ENV}, else this one)",
+    )
+    parser.add_argument(
+        "--rknn",
+        choices=RKNN_PLATFORMS,
+        default=None,
+        metavar="PLATFORM",
+        help="also build NAME.PLATFORM-PRECISION.rknn, verified in rknn-toolkit2's simulator: "
+        + ", ".join(RKNN_PLATFORMS),
+    )
+    parser.add_argument(
+        "--rknn-precision", choices=RKNN_PRECISIONS, default="fp16", help="default: fp16 (int8: --calib)"
+    )
+    parser.add_argument(
+        "--rknn-python",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"interpreter that has rknn-toolkit2 (default: ${RKNN_PYTHON_ENV})",
+    )
+    parser.add_argument(
+        "--rknn-float-index",
+        action="store_true",
+        help="run the discrete sampling index arithmetic on the toolkit's CPU side in FP32 instead of FP16 on the NPU",
+    )
+
+
+def _targets(args: argparse.Namespace) -> TargetsConfig:
+    return TargetsConfig(
+        mnn=args.mnn,
+        tflite=args.tflite,
+        tflite_python=interpreter_from(args.tflite_python, ONNX2TF_PYTHON_ENV),
+        rknn=args.rknn,
+        rknn_precision=args.rknn_precision,
+        rknn_python=interpreter_from(args.rknn_python, RKNN_PYTHON_ENV) if args.rknn is not None else None,
+        rknn_float_index=args.rknn_float_index,
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ExportConfig:
@@ -134,6 +197,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         max_fp16_drop=args.max_fp16_drop,
         max_int8_drop=args.max_int8_drop,
         max_bf16_drop=args.max_bf16_drop,
+        targets=_targets(args),
     )
 
 
@@ -160,6 +224,10 @@ def _export(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"checkpoint not found: {config.weights}")
     if config.openvino:
         _require("openvino", *(("nncf",) if "int8" in config.openvino else ()))
+    if config.targets.mnn:
+        _require("MNN")
+    if config.targets.tflite:
+        _require("ai_edge_litert")
     from ..export.pipeline import export
 
     result = export(config)

@@ -41,6 +41,8 @@ EXTRAS = {
     "nncf": "openvino",
     "safetensors": "torch",
     "av": "video",
+    "MNN": "mnn",
+    "ai_edge_litert": "litert",
 }
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..artifacts import OPENVINO_PRECISIONS
 from .int8_groups import DEFAULT_KEEP_FLOAT, check_groups
+from .target_config import TargetsConfig
 
 __all__ = [
     "CALIBRATION_METHODS",
@@ -59,6 +60,7 @@ class ExportConfig:
         max_fp16_drop: COCO AP the FP16 graph may lose against FP32 (with ``eval_data``).
         max_int8_drop: COCO AP an INT8 graph may lose against FP32 (with ``eval_data``).
         max_bf16_drop: COCO AP the OpenVINO BF16 IR may lose against FP32 (with ``eval_data``).
+        targets: third-party engines (MNN, LiteRT, RKNN) to convert the verified ONNX to (``export.targets``).
     """
 
     weights: Path
@@ -89,6 +91,7 @@ class ExportConfig:
     max_fp16_drop: float = 0.005
     max_int8_drop: float = 0.02
     max_bf16_drop: float = 0.01
+    targets: TargetsConfig = TargetsConfig()
 
     def __post_init__(self) -> None:
         if self.sampling not in ("discrete", "bilinear"):

@@ -151,6 +151,19 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
         irs = _write_openvino(config, probe, staging, stem, images, steps)
         if irs:
             report["openvino"] = {variant: ir_report for variant, (_, ir_report) in irs.items()}
+        if config.targets.any:
+            from .targets import write_targets
+
+            report["targets"] = write_targets(
+                config.targets,
+                deploy,
+                staging,
+                stem,
+                images,
+                step=steps.step,
+                calib=config.calib,
+                calib_images=config.calib_images,
+            )
         if config.fuse_preprocess:
             from .fused import write_fused
 

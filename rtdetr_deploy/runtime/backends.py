@@ -10,8 +10,11 @@ from pathlib import Path
 from ..artifacts import BACKEND_OF_SUFFIX, MODEL_SUFFIXES, backend_for, is_model_folder
 from .backend import Backend
 from .config import BACKEND_CHOICES
+from .litert_backend import LiteRtBackend
+from .mnn_backend import MnnBackend
 from .onnxruntime_backend import OrtBackend
 from .openvino_backend import OpenVinoBackend
+from .rknn_backend import RknnBackend
 from .tensorrt_backend import TrtBackend
 from .torch_backend import TorchBackend
 
@@ -22,6 +25,9 @@ BACKENDS_BY_NAME: dict[str, type[Backend]] = {
     "tensorrt": TrtBackend,
     "torch": TorchBackend,
     "openvino": OpenVinoBackend,
+    "mnn": MnnBackend,
+    "litert": LiteRtBackend,
+    "rknn": RknnBackend,
 }
 BACKENDS: dict[str, type[Backend]] = {suffix: BACKENDS_BY_NAME[name] for suffix, name in BACKEND_OF_SUFFIX.items()}
 
