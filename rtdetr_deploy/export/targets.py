@@ -28,7 +28,7 @@ from .graphs import run_graph, run_in_chunks
 from .onnx_export import OUTPUT_NAMES
 from .target_config import TargetsConfig
 
-__all__ = ["ENGINE_RULES", "EngineRules", "judge_engine", "write_targets"]
+__all__ = ["ENGINE_RULES", "EngineRules", "convert_target", "judge_engine", "write_targets"]
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,29 @@ def _rknn_builder(calibration: tuple | None) -> Callable:
         return outputs, record, "fp16" if precision == "fp16" else "int8"
 
     return build
+
+
+def convert_target(
+    target: str,
+    config: TargetsConfig,
+    deploy: Path,
+    out: Path,
+    inputs: tuple[np.ndarray, np.ndarray],
+    *,
+    calibration: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, object], str]:
+    """Convert ``deploy`` to the engine file ``out`` (``target``: ``mnn``, ``litert`` or ``rknn``), write its sidecar
+    and run it on ``inputs`` (preprocessed ``images``, ``orig_target_sizes``): on this CPU, or for RKNN in the
+    toolkit's simulator.
+
+    Returns:
+        The engine's ``labels``/``boxes``/``scores`` on ``inputs``, the conversion record, and the precision the
+        engine computes in (``fp32``, ``fp16``, ``int8``).
+    """
+    converters = {"mnn": _mnn, "litert": _litert, "rknn": _rknn_builder(calibration)}
+    if target not in converters:
+        raise ValueError(f"unknown target {target!r}; choose from {', '.join(converters)}")
+    return converters[target](config, deploy, out, read_onnx_metadata(deploy), inputs)
 
 
 def write_targets(
