@@ -28,24 +28,21 @@ __all__ = ["DRIVER", "build_rknn", "index_nodes"]
 
 DRIVER = Path(__file__).with_name("rknn_driver.py")
 BUILD_TIMEOUT_S = 3600
-# Node types of the discrete sampling operator's index arithmetic (between the sampling locations and the Gather).
-_INDEX_TYPES = {"Floor", "Clip", "Cast", "Add", "Mul", "Sub", "Min", "Max"}
+# Node types of the discrete sampling operator's index arithmetic (between the sampling locations and the gather).
+_INDEX_TYPES = {"Floor", "Clip", "Cast", "Add", "Mul", "Sub", "Div", "Min", "Max", "Expand", "Unsqueeze", "Reshape", "Flatten"}
 
 
 def index_nodes(onnx_file: Path) -> list[str]:
-    """Names of the nodes that compute the discrete sampling indices: every node of an ``_INDEX_TYPES`` type that
-    lies on a path ending in a ``Gather``/``GatherElements`` index input inside the decoder's deformable attention."""
+    """Names of the nodes that compute the discrete sampling indices: the decoder cross attention's nodes of an
+    ``_INDEX_TYPES`` type on a path into the index input of one of its ``GatherElements`` (the walk stops at any
+    other node: the sampling offsets' ``Gemm``, a ``Split``, ...)."""
     graph = onnx.load(str(onnx_file), load_external_data=False).graph
     producer = {out: node for node in graph.node for out in node.output}
     found: set[str] = set()
-    stack = [
-        node.input[1]
-        for node in graph.node
-        if node.op_type in ("Gather", "GatherElements") and "cross_attn" in node.name and len(node.input) > 1
-    ]
+    stack = [node.input[1] for node in graph.node if node.op_type == "GatherElements" and "cross_attn" in node.name]
     while stack:
         node = producer.get(stack.pop())
-        if node is None or node.name in found or node.op_type not in _INDEX_TYPES:
+        if node is None or node.name in found or node.op_type not in _INDEX_TYPES or "cross_attn" not in node.name:
             continue
         found.add(node.name)
         stack.extend(node.input)
