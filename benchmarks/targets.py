@@ -16,6 +16,7 @@ Runtime's own row is the reference. Nothing in the table is typed by hand; the m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -46,7 +47,12 @@ from rtdetr_deploy.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"tiny": ROOT / "rtdetr_deploy" / "data" / "weights" / "tiny_synthetic.pth", "r18": None}
-TARGET_FILES = {"mnn": "model.mnn", "litert": "model.tflite", "rknn": "model.rk3588-fp16.rknn"}
+TARGET_FILES = {
+    "mnn": "model.mnn",
+    "litert": "model.tflite",
+    "rknn": "model.rk3588-fp16.rknn",
+    "rknn-float-index": "model.rk3588-fp16-float-index.rknn",
+}
 OUTPUTS = ("labels", "boxes", "scores")
 
 
@@ -98,7 +104,9 @@ the project's machines are x86 without an NPU.
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="tiny", help="comma-separated: tiny, r18 (default: tiny)")
-    parser.add_argument("--targets", default="mnn,litert,rknn", help="comma-separated (default: every target)")
+    parser.add_argument(
+        "--targets", default="mnn,litert,rknn,rknn-float-index", help="comma-separated (default: every target)"
+    )
     parser.add_argument("--samplings", default="discrete,bilinear")
     parser.add_argument("--onnx2tf-python", type=Path, default=None, help="interpreter with onnx2tf (LiteRT)")
     parser.add_argument("--rknn-python", type=Path, default=None, help="interpreter with rknn-toolkit2 (RKNN)")
@@ -148,14 +156,23 @@ def _export(model: str, sampling: str, folder: Path) -> tuple[Path, Path | None]
 
 def _row(target: str, engine: Path, deploy: Path, ctx: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"target": target, "converts": False, "runs": False}
+    if target.startswith("rknn") and ctx["config"].rknn is None:
+        row["error"] = "not measured: no --rknn-python"
+        return row
     inputs, count = ctx["inputs"], len(ctx["inputs"][0])
+    config = ctx["config"]
+    if target == "rknn-float-index" and ctx["sampling"] == "bilinear":
+        row["error"] = "not applicable: bilinear sampling has no index arithmetic"
+        return row
+    if target == "rknn-float-index":  # the index arithmetic on the toolkit's CPU side, in FP32
+        target, config = "rknn", dataclasses.replace(config, rknn_float_index=True)
     if target == "rknn" and ctx["data"] is not None:  # one simulator run: verification images, then the val split
         run_on = tuple(np.concatenate([a, b]) for a, b in zip(inputs, ctx["val_inputs"], strict=True))
     else:
         run_on = inputs
     try:
         start = time.perf_counter()
-        outputs, record, precision = convert_target(target, ctx["config"], deploy, engine, run_on)
+        outputs, record, precision = convert_target(target, config, deploy, engine, run_on)
         row.update(converts=True, runs=True, precision=precision, conversion=record)
         row["convert_s"] = round(time.perf_counter() - start, 1)
     except Exception as exc:  # each converter's failure is a result of the matrix
@@ -209,6 +226,7 @@ def _reference(model: str, sampling: str, folder: Path, args: argparse.Namespace
     ort_row["max_box_delta_px"] = agreement["max_box_delta_px"]
     ctx: dict[str, Any] = {"inputs": inputs, "torch": torch_outputs, "metadata": metadata, "runs": args.runs}
     ctx["data"] = data if model == "tiny" else None
+    ctx["sampling"] = sampling
     rknn = "rk3588" if args.rknn_python is not None else None
     ctx["config"] = TargetsConfig(tflite_python=args.onnx2tf_python, rknn=rknn, rknn_python=args.rknn_python)
     if ctx["data"] is not None:
@@ -253,7 +271,7 @@ def _markdown(report: dict[str, Any]) -> str:
     for case in report["cases"]:
         for row in case["rows"]:
             note = row.get("error", "")
-            if row["target"] == "rknn" and row.get("runs"):
+            if row["target"].startswith("rknn") and row.get("runs"):
                 note = "run in rknn-toolkit2's x86 simulator (no latency)"
             cells = [
                 case["model"],

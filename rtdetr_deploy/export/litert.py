@@ -27,15 +27,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import onnx
-import onnx.numpy_helper
-import onnx.shape_inference
 from onnx import helper
 
 from ..errors import ExportError
 
-__all__ = ["ONNX2TF_OPTIONS", "convert_tflite", "split_sequence_first_transposes", "transposes_as_reshapes"]
+__all__ = ["ONNX2TF_OPTIONS", "convert_tflite", "split_sequence_first_transposes"]
 
 ONNX2TF_OPTIONS = ("-kat", "images", "orig_target_sizes", "-rtpo", "Erf", "-n")
 CONVERT_TIMEOUT_S = 1800
@@ -57,39 +54,6 @@ def split_sequence_first_transposes(model: onnx.ModelProto) -> int:
         middle = f"{node.output[0]}__batch_first"
         nodes.append(helper.make_node("Transpose", [node.input[0]], [middle], name=f"{node.name}__a", perm=[0, 2, 1]))
         nodes.append(helper.make_node("Transpose", [middle], list(node.output), name=f"{node.name}__b", perm=[1, 0, 2]))
-        count += 1
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    return count
-
-
-def transposes_as_reshapes(model: onnx.ModelProto) -> int:
-    """Replace, in place, every ``Transpose`` that only moves axes of size 1 (its other axes keep their order, so
-    the data keeps its memory order) by a ``Reshape`` to its output shape; shapes come from ONNX shape inference.
-
-    Returns:
-        How many were replaced.
-    """
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {}
-    for info in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]
-        shapes[info.name] = dims
-    nodes, count = [], 0
-    for node in model.graph.node:
-        shape = shapes.get(node.input[0]) if node.op_type == "Transpose" else None
-        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-        if shape is None or perm is None or None in shape or len(perm) != len(shape):
-            nodes.append(node)
-            continue
-        moved = [axis for axis in perm if shape[axis] != 1]
-        if moved != sorted(moved):
-            nodes.append(node)
-            continue
-        target = f"{node.name}__shape"
-        out_shape = [shape[axis] for axis in perm]
-        model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(out_shape, np.int64), target))
-        nodes.append(helper.make_node("Reshape", [node.input[0], target], list(node.output), name=f"{node.name}__r"))
         count += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)
@@ -125,7 +89,6 @@ def convert_tflite(onnx_file: Path, tflite_file: Path, *, python: Path | None = 
     with tempfile.TemporaryDirectory(prefix="rtdetr-onnx2tf-") as work:
         model = onnx.load(str(onnx_file))
         rewritten = split_sequence_first_transposes(model)
-        reshaped = transposes_as_reshapes(model)
         source = Path(work) / onnx_file.name
         onnx.save(model, str(source))
         command = [interpreter, "-m", "onnx2tf", "-i", str(source), "-o", work, *ONNX2TF_OPTIONS]
@@ -143,6 +106,5 @@ def convert_tflite(onnx_file: Path, tflite_file: Path, *, python: Path | None = 
         "tensorflow": tensorflow,
         "options": " ".join(ONNX2TF_OPTIONS),
         "split_transposes": rewritten,
-        "transposes_as_reshapes": reshaped,
         "weights": "fp32",
     }

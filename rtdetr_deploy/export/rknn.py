@@ -29,7 +29,12 @@ __all__ = ["DRIVER", "build_rknn", "index_nodes"]
 DRIVER = Path(__file__).with_name("rknn_driver.py")
 BUILD_TIMEOUT_S = 3600
 # Node types of the discrete sampling operator's index arithmetic (between the sampling locations and the gather).
-_INDEX_TYPES = {"Floor", "Clip", "Cast", "Add", "Mul", "Sub", "Div", "Min", "Max", "Expand", "Unsqueeze", "Reshape", "Flatten"}
+_INDEX_TYPES = {"Floor", "Clip", "Cast", "Add", "Mul", "Sub", "Div", "Min", "Max"} | {
+    "Expand",
+    "Unsqueeze",
+    "Reshape",
+    "Flatten",
+}
 
 
 def index_nodes(onnx_file: Path) -> list[str]:

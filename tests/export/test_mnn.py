@@ -90,7 +90,9 @@ def test_mnn_agrees_with_onnxruntime_on_trained_weights(mnn_export: Path) -> Non
         for image in _scenes(4, 256, seed=3):
             rgb = image[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)[None] / 255.0
             feed = {"images": np.ascontiguousarray(rgb), "orig_target_sizes": np.array([[256, 256]], np.int64)}
-            for parts, outputs in zip((reference, candidate), (session.run(None, feed), backend.infer(feed)), strict=True):
+            for parts, outputs in zip(
+                (reference, candidate), (session.run(None, feed), backend.infer(feed)), strict=True
+            ):
                 values = outputs if isinstance(outputs, list) else [outputs[k] for k in ("labels", "boxes", "scores")]
                 for part, value in zip(parts, values, strict=True):
                     part.append(value[0])

@@ -46,29 +46,6 @@ def test_judge_rejects_a_lost_detection() -> None:
     assert not verdict["passed"] and verdict["matched"] == pytest.approx(11 / 12)
 
 
-def test_split_transposes_compute_the_same_permutation() -> None:
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper
-
-    from rtdetr_deploy.export.litert import split_sequence_first_transposes
-
-    node = helper.make_node("Transpose", ["x"], ["y"], name="t", perm=[2, 0, 1])
-    graph = helper.make_graph(
-        [node],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 2, 3])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    assert split_sequence_first_transposes(model) == 1
-    onnx.checker.check_model(model)
-    assert [n.op_type for n in model.graph.node] == ["Transpose", "Transpose"]
-    x = np.arange(30, dtype=np.float32).reshape(2, 3, 5)
-    (y,) = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
-    np.testing.assert_array_equal(y, np.transpose(x, (2, 0, 1)))
-
-
 def test_rknn_needs_its_interpreter(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--rknn-python"):
         TargetsConfig(rknn="rk3588")
