@@ -28,6 +28,7 @@ BACKEND_INSTALL: dict[str, tuple[str, str]] = {
     "torch": ("torch", "pip install 'rtdetr-deploy[torch]'"),
     "tensorrt": ("tensorrt", "pip install 'rtdetr-deploy[trt]'"),
     "openvino": ("openvino", "pip install 'rtdetr-deploy[openvino]'"),
+    "opencv": ("cv2", "pip install opencv-python-headless (a core dependency of rtdetr-deploy)"),
 }
 TORCH_MAX_BATCH = 256
 
@@ -37,7 +38,7 @@ class Case:
     """One measured configuration (timed at every requested batch size).
 
     Attributes:
-        backend: ``onnxruntime``, ``torch``, ``tensorrt`` or ``openvino``.
+        backend: ``onnxruntime``, ``torch``, ``tensorrt``, ``openvino`` or ``opencv``.
         precision: ``fp32``, ``fp16``, ``int8`` or ``bf16`` (OpenVINO).
         sampling: ``discrete`` or ``bilinear``.
         device: ``cpu`` or ``cuda:N``.
@@ -85,6 +86,8 @@ def _check_backend_accepts(backend: str, model: Path, device: str) -> None:
         )
     if backend == "openvino" and device.startswith("cuda"):
         raise ValueError("the openvino backend runs on the CPU (OpenVINO has no CUDA device): pass --device cpu")
+    if backend == "opencv" and (suffix != ".onnx" or device.startswith("cuda")):
+        raise ValueError(f"the opencv backend runs .onnx files on the CPU (OpenCV DNN); got {model.name} on {device}")
     if backend == "tensorrt" and not device.startswith("cuda"):
         raise ValueError("TensorRT runs on CUDA GPUs only: pass --device cuda:N")
     if backend == "onnxruntime" and device.startswith("cuda"):

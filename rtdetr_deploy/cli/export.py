@@ -7,7 +7,15 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from ..export.config import OPENVINO_PRECISIONS, TRT_PRECISIONS, ExportConfig, parse_batch_range, parse_openvino
+from ..export.config import (
+    GELU_FORMS,
+    OPENVINO_PRECISIONS,
+    OUTPUT_KINDS,
+    TRT_PRECISIONS,
+    ExportConfig,
+    parse_batch_range,
+    parse_openvino,
+)
 from ..export.target_config import (
     ONNX2TF_PYTHON_ENV,
     RKNN_PLATFORMS,
@@ -96,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-int8-drop", type=float, default=0.02, help="AP INT8 may lose (default: 0.02)")
     parser.add_argument("--max-bf16-drop", type=float, default=0.01, help="AP OpenVINO BF16 may lose (default: 0.01)")
     _add_target_flags(parser)
+    _add_graph_arguments(parser)
     parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
     parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
     return parser
@@ -155,6 +164,24 @@ def _targets(args: argparse.Namespace) -> TargetsConfig:
     )
 
 
+def _add_graph_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that shape the graph for engines with narrower ONNX support (``docs/portable-graph.md``)."""
+    parser.add_argument(
+        "--gelu",
+        choices=GELU_FORMS,
+        default="erf",
+        help="GELU in the graph: erf (ONNX Erf, as trained), poly (no Erf, within 1e-6 of it) or tanh (the tanh "
+        "approximation) (default: erf)",
+    )
+    parser.add_argument(
+        "--outputs",
+        choices=OUTPUT_KINDS,
+        default="detections",
+        help="detections (labels, boxes, scores) or raw (pred_logits, pred_boxes; top-k on the host, for engines "
+        "without TopK) (default: detections)",
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> ExportConfig:
     """Map parsed flags onto an ``ExportConfig`` (raises ``ValueError`` for bad values)."""
     if args.dynamic_batch is not None:
@@ -198,6 +225,8 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         max_int8_drop=args.max_int8_drop,
         max_bf16_drop=args.max_bf16_drop,
         targets=_targets(args),
+        gelu=args.gelu,
+        outputs=args.outputs,
     )
 
 

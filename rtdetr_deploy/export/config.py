@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import OPENVINO_PRECISIONS
+from ..metadata import GELU_FORMS, OUTPUT_KINDS
 from .int8_groups import DEFAULT_KEEP_FLOAT, check_groups
 from .target_config import TargetsConfig
 
 __all__ = [
     "CALIBRATION_METHODS",
     "ExportConfig",
+    "GELU_FORMS",
+    "OUTPUT_KINDS",
     "OPENVINO_PRECISIONS",
     "TRT_PRECISIONS",
     "parse_batch_range",
@@ -61,6 +64,11 @@ class ExportConfig:
         max_int8_drop: COCO AP an INT8 graph may lose against FP32 (with ``eval_data``).
         max_bf16_drop: COCO AP the OpenVINO BF16 IR may lose against FP32 (with ``eval_data``).
         targets: third-party engines (MNN, LiteRT, RKNN) to convert the verified ONNX to (``export.targets``).
+        gelu: how the graph computes the encoder's GELU (``metadata.GELU_FORMS``): ``"erf"`` (ONNX Erf, as
+            trained), ``"poly"`` (Erf-free, verified against the Erf model) or ``"tanh"`` (the tanh approximation,
+            verified against itself; its accuracy cost is the user's to measure, e.g. with ``eval_data``).
+        outputs: ``"detections"`` (labels, boxes, scores; the official deploy outputs) or ``"raw"`` (the graph ends
+            at ``pred_logits`` and ``pred_boxes``; the runtime does sigmoid and top-k on the host). FP32 ONNX only.
     """
 
     weights: Path
@@ -92,8 +100,21 @@ class ExportConfig:
     max_int8_drop: float = 0.02
     max_bf16_drop: float = 0.01
     targets: TargetsConfig = TargetsConfig()
+    gelu: str = "erf"
+    outputs: str = "detections"
 
     def __post_init__(self) -> None:
+        if self.gelu not in GELU_FORMS:
+            raise ValueError(f"--gelu must be one of {', '.join(GELU_FORMS)}, got {self.gelu!r}")
+        if self.outputs not in OUTPUT_KINDS:
+            raise ValueError(f"--outputs must be one of {', '.join(OUTPUT_KINDS)}, got {self.outputs!r}")
+        if self.outputs == "raw" and (self.trt or self.fp16 or self.int8_cpu or self.openvino or self.fuse_preprocess):
+            raise ValueError(
+                "--outputs raw writes the FP32 ONNX only: leave out --trt, --fp16, --int8-cpu, --openvino and "
+                "--fuse-preprocess"
+            )
+        if self.outputs == "raw" and self.targets.any:
+            raise ValueError("--mnn, --tflite and --rknn convert the detections graph: leave out --outputs raw")
         if self.sampling not in ("discrete", "bilinear"):
             raise ValueError(f"--sampling must be 'discrete' or 'bilinear', got {self.sampling!r}")
         if self.imgsz is not None:

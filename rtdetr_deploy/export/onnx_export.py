@@ -26,6 +26,7 @@ from ..metadata import ModelMetadata
 from ..models.decisions import DecisionLog
 from ..models.postprocess import PostProcessor
 from ..models.rtdetr import RTDETR
+from .portable import float_conditions
 
 __all__ = [
     "INPUT_NAMES",
@@ -144,8 +145,9 @@ def _set_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
 
 def strip_probe(probe: onnx.ModelProto, *, outputs: list[str] = OUTPUT_NAMES) -> onnx.ModelProto:
     """The deploy graph of a probe: only ``outputs`` (``labels``, ``boxes``, ``scores``) stay outputs; nodes and
-    initializers that fed nothing but the removed outputs go (the others are the probe's own, untouched).
-    ``outputs=RAW_OUTPUT_NAMES`` gives the graph without post-processing."""
+    initializers that fed nothing but the removed outputs go (the others are the probe's own, untouched), and so
+    do inputs that feed nothing. ``outputs=RAW_OUTPUT_NAMES`` gives the graph without post-processing (and without
+    ``orig_target_sizes``)."""
     deploy = onnx.ModelProto()
     deploy.CopyFrom(probe)
     graph = deploy.graph
@@ -162,6 +164,10 @@ def strip_probe(probe: onnx.ModelProto, *, outputs: list[str] = OUTPUT_NAMES) ->
         for node in dead:
             graph.node.remove(node)
     used = {name for node in graph.node for name in node.input}
+    # A raw-output graph does not scale boxes: its orig_target_sizes input goes too (engines reject unused inputs).
+    inputs = [value for value in graph.input if value.name in used or value.name in outputs]
+    del graph.input[:]
+    graph.input.extend(inputs)
     initializers = [init for init in graph.initializer if init.name in used]
     del graph.initializer[:]
     graph.initializer.extend(initializers)
@@ -218,7 +224,7 @@ def export_probe(
         )
         traced = onnx.load(str(traced_path))
     check_onnx(traced, sampling=metadata.sampling)
-    final = _simplify(traced) if simplify else traced
+    final = float_conditions(_simplify(traced) if simplify else traced)
     check_onnx(final, sampling=metadata.sampling)
     _set_metadata(final, metadata)
     if keep_unsimplified is not None:

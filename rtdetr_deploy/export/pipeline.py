@@ -27,10 +27,11 @@ from ..engine_format import sidecar_path
 from ..errors import EngineBuildError, ExportError
 from ..metadata import ModelMetadata
 from ..models.checkpoint import load_model
+from ..models.layers import set_gelu_form
 from ..models.rtdetr import RTDETR
 from ..version import __version__
 from .config import ExportConfig
-from .onnx_export import Probe, export_probe, op_census, strip_probe
+from .onnx_export import OUTPUT_NAMES, RAW_OUTPUT_NAMES, Probe, export_probe, op_census, strip_probe
 from .variants import NOT_DECISIVE, VARIANT_RULES, check_variant
 from .verify import Tolerances, sampling_swap_report, verification_images, verify_against_pytorch
 
@@ -83,6 +84,7 @@ def _check_inputs(config: ExportConfig) -> None:
 
 def _load(config: ExportConfig) -> tuple[RTDETR, ModelMetadata, str]:
     model = load_model(config.weights, preset=config.preset, sampling=config.sampling)
+    set_gelu_form(model, config.gelu)
     info = model.info
     input_size = config.imgsz or info.input_size
     model.set_eval_size(input_size)
@@ -97,6 +99,8 @@ def _load(config: ExportConfig) -> tuple[RTDETR, ModelMetadata, str]:
         package_version=__version__,
         source_sha256=source_sha256(config.weights),
         opset=config.opset,
+        outputs=config.outputs,
+        gelu=config.gelu,
     )
     detail = (
         f"{metadata.preset}, {info.num_classes} classes, {config.sampling} sampling, {input_size[0]}x{input_size[1]}"
@@ -104,9 +108,10 @@ def _load(config: ExportConfig) -> tuple[RTDETR, ModelMetadata, str]:
     return model, metadata, detail
 
 
-def _publishable(probe_model: onnx.ModelProto, path: Path) -> Path:
+def _publishable(probe_model: onnx.ModelProto, path: Path, *, outputs: str = "detections") -> Path:
+    names = RAW_OUTPUT_NAMES if outputs == "raw" else OUTPUT_NAMES
     with atomic_path(path) as tmp:
-        onnx.save(strip_probe(probe_model), str(tmp))
+        onnx.save(strip_probe(probe_model, outputs=names), str(tmp))
     return path
 
 
@@ -135,11 +140,13 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
                 simplify=config.simplify,
                 keep_unsimplified=unsimplified,
             )
-            deploy = _publishable(onnx.load(str(probe.path)), onnx_path(staging, stem))
+            deploy = _publishable(onnx.load(str(probe.path)), onnx_path(staging, stem), outputs=config.outputs)
             census = op_census(onnx.load(str(deploy)))
             note["detail"] = f"{sum(census.values())} nodes, GridSample: {census.get('GridSample', 0)}"
         images = verification_images(config.verify_images)
         with steps.step("verify") as note:
+            # The Erf-free form claims the trained function, so it answers to the Erf model; tanh to itself.
+            set_gelu_form(model, "erf" if config.gelu == "poly" else config.gelu)
             verification = verify_against_pytorch(probe, deploy, model, images, tolerances=Tolerances())
             note["detail"] = _verify_line(verification)
         if not verification["passed"]:

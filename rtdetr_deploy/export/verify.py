@@ -31,10 +31,11 @@ from ..models.decisions import DecisionLog
 from ..models.postprocess import postprocess
 from ..models.rtdetr import RTDETR
 from ..runtime.onnxruntime_backend import read_onnx_metadata
+from ..runtime.postprocess import topk_detections
 from ..runtime.preprocess import preprocess
 from ..runtime.sources import read_image_folder
 from .graphs import decision_pairs, file_inputs, run_graph
-from .onnx_export import OUTPUT_NAMES, Probe
+from .onnx_export import OUTPUT_NAMES, RAW_OUTPUT_NAMES, Probe
 
 __all__ = ["Tolerances", "sampling_swap_report", "verification_images", "verify_against_pytorch"]
 
@@ -163,6 +164,24 @@ def _failures(report: dict, largest_side: int, tolerances: Tolerances) -> list[s
     return failures
 
 
+def _published_detections(
+    probe_out: dict[str, np.ndarray],
+    deploy_out: dict[str, np.ndarray],
+    sizes_wh: np.ndarray,
+    *,
+    outputs: str,
+    topk: int,
+) -> tuple[bool, dict[str, np.ndarray]]:
+    """Whether the published graph gives what its probe gives, and its detections as the runtime makes them
+    (a raw-output graph's top-k on the host, ``runtime.postprocess.topk_detections``)."""
+    names = RAW_OUTPUT_NAMES if outputs == "raw" else OUTPUT_NAMES
+    same = all(np.array_equal(probe_out[name], deploy_out[name]) for name in names)
+    if outputs == "raw":
+        detections = topk_detections(deploy_out["pred_logits"], deploy_out["pred_boxes"], sizes_wh, topk=topk)
+        deploy_out = dict(zip(OUTPUT_NAMES, detections, strict=True))
+    return same, deploy_out
+
+
 def verify_against_pytorch(
     probe: Probe,
     deploy_path: Path,
@@ -185,7 +204,9 @@ def verify_against_pytorch(
     raw, log = _pytorch_replaying(model, reference, decision_pairs(probe_out, len(probe.decisions)), tolerances)
     sizes = torch.from_numpy(sizes_wh)
     torch_dets = [t.numpy() for t in postprocess(raw["pred_logits"], raw["pred_boxes"], sizes, topk=metadata.topk)]
-    same = all(np.array_equal(probe_out[name], deploy_out[name]) for name in OUTPUT_NAMES)
+    same, deploy_out = _published_detections(
+        probe_out, deploy_out, sizes_wh, outputs=metadata.outputs, topk=metadata.topk
+    )
     report: dict[str, object] = {
         "images": len(images_bgr),
         "input_size": list(metadata.input_size),

@@ -13,6 +13,7 @@ from .config import BACKEND_CHOICES
 from .litert_backend import LiteRtBackend
 from .mnn_backend import MnnBackend
 from .onnxruntime_backend import OrtBackend
+from .opencv_backend import OpenCvBackend
 from .openvino_backend import OpenVinoBackend
 from .rknn_backend import RknnBackend
 from .tensorrt_backend import TrtBackend
@@ -28,6 +29,7 @@ BACKENDS_BY_NAME: dict[str, type[Backend]] = {
     "mnn": MnnBackend,
     "litert": LiteRtBackend,
     "rknn": RknnBackend,
+    "opencv": OpenCvBackend,
 }
 BACKENDS: dict[str, type[Backend]] = {suffix: BACKENDS_BY_NAME[name] for suffix, name in BACKEND_OF_SUFFIX.items()}
 
@@ -38,7 +40,8 @@ def open_backend(model: str | os.PathLike[str], *, backend: str = "auto", device
     Args:
         model: ``.onnx``, ``.engine`` (with its ``.json`` sidecar), OpenVINO ``.xml`` (with its ``.bin``), ``.pth``
             or ``.safetensors`` file, or a transformers ``save_pretrained`` folder (with ``config.json``).
-        backend: ``"auto"``, ``"onnxruntime"``, ``"tensorrt"``, ``"torch"`` or ``"openvino"``.
+        backend: ``"auto"``, ``"onnxruntime"``, ``"tensorrt"``, ``"torch"``, ``"openvino"`` or ``"opencv"`` (an
+            ``.onnx`` with OpenCV DNN).
         device: ``"cpu"``, ``"cuda:N"``, or ``None`` for the backend's default (TensorRT ``cuda:0``, others ``cpu``).
 
     Raises:

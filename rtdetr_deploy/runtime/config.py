@@ -9,7 +9,9 @@ from ..artifacts import BACKEND_OF_SUFFIX
 
 __all__ = ["RuntimeConfig", "BACKEND_CHOICES", "parse_device", "check_conf"]
 
-BACKEND_CHOICES = ("auto", *dict.fromkeys(BACKEND_OF_SUFFIX.values()))
+# Backends chosen by name only: they open a suffix whose default backend is another (OpenCV DNN runs .onnx).
+NAMED_BACKENDS = ("opencv",)
+BACKEND_CHOICES = ("auto", *dict.fromkeys(BACKEND_OF_SUFFIX.values()), *NAMED_BACKENDS)
 _DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 
@@ -39,7 +41,8 @@ class RuntimeConfig:
     Attributes:
         source: image, glob, folder, video file, camera index or stream URL.
         model: ``.onnx``, ``.engine`` or ``.pth`` path; ``None`` asks for the default model.
-        backend: ``"auto"`` (by file suffix), ``"onnxruntime"``, ``"tensorrt"`` or ``"torch"``.
+        backend: ``"auto"`` (by file suffix), or a backend name (``BACKEND_CHOICES``: ``"onnxruntime"``,
+            ``"tensorrt"``, ``"torch"``, ``"openvino"``, ``"opencv"``).
         device: ``"cpu"`` or ``"cuda:N"``; ``None`` for the backend's default (TensorRT: ``cuda:0``, others: ``cpu``).
         conf: score threshold in [0, 1].
         classes: keep only these classes (names, or contiguous class indices written as integers).

@@ -129,7 +129,9 @@ def test_x_clamped_to_h_minus_1_on_a_rectangular_export_is_refused(trained_looki
                 node = producer[node.input[0]]
             level = int(where.split("level ")[1].split(",")[0])
             name = f"x_max_as_h_{index}"
-            graph_model.graph.initializer.append(numpy_helper.from_array(np.array(heights[level] - 1), name))
+            graph_model.graph.initializer.append(
+                numpy_helper.from_array(np.array(heights[level] - 1, dtype=np.float32), name)
+            )
             node.input[2] = name
 
     bad_probe, bad_deploy = _tampered(probe, tmp_path, clamp_x_to_h)
