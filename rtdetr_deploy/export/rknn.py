@@ -136,7 +136,7 @@ def build_rknn(
         "precision": precision,
         "verified_in": "rknn-toolkit2 x86 simulator",
         "simulator_s_per_image": result.get("simulator_s_per_batch"),
-        "cpu_nodes": len(cpu_nodes),
+        "cpu_nodes": result.get("cpu_nodes", {"requested": 0}),
     }
     return simulated, record
 
