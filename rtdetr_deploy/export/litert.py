@@ -9,11 +9,9 @@ onnx2tf pins TensorFlow and its own onnx, so it runs as a command in the interpr
   otherwise the file needs TensorFlow's Flex delegate, which ``ai-edge-litert`` does not ship.
 - ``-n``: no progress output.
 
-onnx2tf converts a copy of the ONNX with one exact rewrite (``split_sequence_first_transposes``): every
-rank-3 ``Transpose(perm [2, 0, 1])`` (the encoder attention's ``[B, C, HW] -> [HW, B, C]`` of its values) becomes
-``Transpose(perm [0, 2, 1])`` then ``Transpose(perm [1, 0, 2])``. onnx2tf re-lays rank-3 tensors channels-last and
-maps the single permutation wrongly (the first encoder attention's values come out scrambled: top scores off by
-0.65 on the trained tiny), while it maps both halves correctly.
+onnx2tf converts a copy of the ONNX in which ``Where(mask, x, 0)`` (the anchor valid mask before the encoder
+output; a ``Where`` so that NPU compilers do not fuse a ``Mul`` into the next ``Gemm``) is ``Mul(x, Cast(mask))``
+again (``where_zero_as_mul``, exact for finite ``x``): onnx2tf 1.28 fails on that ``Where`` with a scalar zero.
 
 The FP32 file onnx2tf writes (``<stem>_float32.tflite``) is the one published; the verification against ONNX
 Runtime (``export.targets``) decides whether it is correct.
@@ -28,32 +26,34 @@ import tempfile
 from pathlib import Path
 
 import onnx
-from onnx import helper
+import onnx.numpy_helper
+from onnx import TensorProto, helper
 
 from ..errors import ExportError
 
-__all__ = ["ONNX2TF_OPTIONS", "convert_tflite", "split_sequence_first_transposes"]
+__all__ = ["ONNX2TF_OPTIONS", "convert_tflite", "where_zero_as_mul"]
 
 ONNX2TF_OPTIONS = ("-kat", "images", "orig_target_sizes", "-rtpo", "Erf", "-n")
 CONVERT_TIMEOUT_S = 1800
 
 
-def split_sequence_first_transposes(model: onnx.ModelProto) -> int:
-    """Replace, in place, every ``Transpose(perm [2, 0, 1])`` by ``Transpose(perm [0, 2, 1])`` followed by
-    ``Transpose(perm [1, 0, 2])`` (the same permutation: ``[a, b, c] -> [a, c, b] -> [c, a, b]``).
+def where_zero_as_mul(model: onnx.ModelProto) -> int:
+    """Replace, in place, every ``Where(mask, x, c)`` whose ``c`` is an all-zero float initializer by
+    ``Mul(x, Cast(mask, float))`` (equal wherever ``x`` is finite).
 
     Returns:
         How many were replaced.
     """
+    constants = {init.name: init for init in model.graph.initializer}
     nodes, count = [], 0
     for node in model.graph.node:
-        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-        if node.op_type != "Transpose" or perm != [2, 0, 1]:
+        zero = constants.get(node.input[2]) if node.op_type == "Where" else None
+        if zero is None or zero.data_type != TensorProto.FLOAT or onnx.numpy_helper.to_array(zero).any():
             nodes.append(node)
             continue
-        middle = f"{node.output[0]}__batch_first"
-        nodes.append(helper.make_node("Transpose", [node.input[0]], [middle], name=f"{node.name}__a", perm=[0, 2, 1]))
-        nodes.append(helper.make_node("Transpose", [middle], list(node.output), name=f"{node.name}__b", perm=[1, 0, 2]))
+        mask = f"{node.name}__mask_float"
+        nodes.append(helper.make_node("Cast", [node.input[0]], [mask], name=f"{node.name}__cast", to=TensorProto.FLOAT))
+        nodes.append(helper.make_node("Mul", [node.input[1], mask], list(node.output), name=f"{node.name}__mul"))
         count += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)
@@ -88,7 +88,7 @@ def convert_tflite(onnx_file: Path, tflite_file: Path, *, python: Path | None = 
     onnx2tf, tensorflow = _onnx2tf_version(interpreter).split()
     with tempfile.TemporaryDirectory(prefix="rtdetr-onnx2tf-") as work:
         model = onnx.load(str(onnx_file))
-        rewritten = split_sequence_first_transposes(model)
+        rewritten = where_zero_as_mul(model)
         source = Path(work) / onnx_file.name
         onnx.save(model, str(source))
         command = [interpreter, "-m", "onnx2tf", "-i", str(source), "-o", work, *ONNX2TF_OPTIONS]
@@ -105,6 +105,6 @@ def convert_tflite(onnx_file: Path, tflite_file: Path, *, python: Path | None = 
         "onnx2tf": onnx2tf,
         "tensorflow": tensorflow,
         "options": " ".join(ONNX2TF_OPTIONS),
-        "split_transposes": rewritten,
+        "where_as_mul": rewritten,
         "weights": "fp32",
     }

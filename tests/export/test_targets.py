@@ -147,3 +147,32 @@ def test_index_nodes_are_the_discrete_index_arithmetic(tmp_path: Path) -> None:
     casts = {name for name, node in nodes.items() if node.op_type == "Cast" and "cross_attn" in name}
     assert casts and casts <= set(found)
     assert all("cross_attn" in name and nodes[name].op_type not in ("Gemm", "MatMul", "Conv") for name in found)
+
+
+def test_where_zero_as_mul_is_exact() -> None:
+    """``Where(mask, x, 0)`` and its LiteRT rewrite ``Mul(x, Cast(mask))`` agree in ONNX Runtime."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rtdetr_deploy.export.litert import where_zero_as_mul
+
+    graph = helper.make_graph(
+        [helper.make_node("Where", ["mask", "x", "zero"], ["y"], name="w")],
+        "g",
+        [
+            helper.make_tensor_value_info("mask", TensorProto.BOOL, [4, 1]),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])],
+        initializer=[numpy_helper.from_array(np.array(0.0, np.float32), "zero")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    mask = np.array([[True], [False], [True], [False]])
+    x = np.arange(-6, 6, dtype=np.float32).reshape(4, 3)
+    (expected,) = ort.InferenceSession(model.SerializeToString()).run(None, {"mask": mask, "x": x})
+    assert where_zero_as_mul(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Cast", "Mul"]
+    (y,) = ort.InferenceSession(model.SerializeToString()).run(None, {"mask": mask, "x": x})
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(y, np.where(mask, x, 0))
