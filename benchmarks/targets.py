@@ -112,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="tiny", help="comma-separated: tiny, r18 (default: tiny)")
     parser.add_argument(
-        "--targets", default="mnn,litert,rknn,rknn-float-index", help="comma-separated (default: every target)"
+        "--targets",
+        default="mnn,litert,rknn",
+        help="comma-separated: mnn, litert, rknn, rknn-float-index (default: mnn,litert,rknn)",
     )
     parser.add_argument("--samplings", default="discrete,bilinear")
     parser.add_argument("--onnx2tf-python", type=Path, default=None, help="interpreter with onnx2tf (LiteRT)")

@@ -148,7 +148,8 @@ def _add_target_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rknn-float-index",
         action="store_true",
-        help="run the discrete sampling index arithmetic on the toolkit's CPU side in FP32 instead of FP16 on the NPU",
+        help="experimental: run the discrete sampling index arithmetic on the toolkit's CPU side in FP32 instead of "
+        "FP16 on the NPU (see docs/targets.md)",
     )
 
 

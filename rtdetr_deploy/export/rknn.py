@@ -7,8 +7,10 @@ calibration inputs as ``.npy`` pairs, and back the ``.rknn``, the simulator's ou
 
 Precision: ``fp16`` (the NPU's float type) or ``int8`` (w8a8, calibrated on ``--calib`` images). The discrete
 sampling operator's index arithmetic in FP16 moves sampling locations by up to half a pixel at the larger maps;
-with ``rknn_float_index`` its nodes (``precision.fp32_islands``' index arithmetic) are assigned to the toolkit's
-CPU side (``op_target``), which computes in FP32.
+with ``rknn_float_index`` its nodes (``index_nodes``) are assigned to the toolkit's CPU side (``op_target``), which
+computes in FP32. Experimental and not measured: rknn-toolkit2 2.5.0 refuses ``op_target`` names of nodes its
+optimizer fused away, one per failed build, so the driver drops them one build at a time (at most
+``MAX_DROPPED``); on the tiny's 84 index nodes that did not finish in the time we had (about a minute a build).
 """
 
 from __future__ import annotations

@@ -35,9 +35,13 @@ def _invalid_op_target(exc):
     return text.split(marker, 1)[1].split("'", 1)[0]
 
 
+MAX_DROPPED = 20
+
+
 def _build_dropping_fused(RKNN, job, log):
     """``_build`` with a fresh toolkit object, dropping each ``op_target`` node the toolkit no longer has (fused into
-    another node by its graph optimizer) until the build passes; returns ``(rknn, failed step or None)``."""
+    another node by its graph optimizer; it names one per failed build) until the build passes or ``MAX_DROPPED``
+    were dropped; returns ``(rknn, failed step or None)``."""
     while True:
         rknn = RKNN(verbose=False)
         try:
@@ -45,7 +49,7 @@ def _build_dropping_fused(RKNN, job, log):
         except ValueError as exc:
             name = _invalid_op_target(exc)
             rknn.release()
-            if name is None or name not in job.get("op_target", {}):
+            if name is None or name not in job.get("op_target", {}) or len(log) >= MAX_DROPPED:
                 raise
             del job["op_target"][name]
             log.append(name)
