@@ -88,11 +88,12 @@ approximation (`-rtpo Erf`) so that the file needs no Flex delegate. The matrix 
 correct; an export whose LiteRT detections differ from ONNX Runtime's fails and writes nothing.
 
 Known fault (onnx2tf 1.28.8, TensorFlow 2.19): the converted tiny runs but its detections are wrong (see the
-matrix). What was tried, each exact in ONNX Runtime and none a fix: keeping both inputs' shapes (`-kat`);
-splitting the encoder attention's `Transpose(perm [2, 0, 1])` into `[0, 2, 1]` then `[1, 0, 2]`; turning the
-batch-1 transposes that only move a size-1 axis into `Reshape`s. Random-weight graphs hide the fault (their top
-scores are alike), which is why the matrix uses the trained tiny. A batch-first attention in the model, or
-litert-torch instead of onnx2tf, are the next things to try.
+matrix). Before conversion the exporter turns the anchor mask's `Where(mask, x, 0)` back into `Mul(x, mask)`
+(onnx2tf fails on that `Where`). Tried without success, each exact in ONNX Runtime: keeping both inputs' shapes
+(`-kat`), splitting the encoder attention's `Transpose(perm [2, 0, 1])` into `[0, 2, 1]` then `[1, 0, 2]`, and
+turning batch-1 transposes that only move a size-1 axis into `Reshape`s. Random-weight graphs hide the fault
+(their top scores are alike), which is why the matrix uses the trained tiny. A batch-first attention in the
+model, or litert-torch instead of onnx2tf, are the next things to try.
 
 ### RKNN (`.rknn`, backend `rknn`, Rockchip NPUs)
 ```
@@ -105,6 +106,12 @@ The conversion runs `rtdetr_deploy/export/rknn_driver.py` in the toolkit's inter
 ours) and verifies the file in rknn-toolkit2's x86 simulator. On the board, the `rknn` backend runs the file
 through rknn-toolkit-lite2 (`pip install rknn-toolkit-lite2` on the board); **that backend is untested here**:
 the project's machines are x86 without an NPU.
+
+FP16 moves the discrete sampling locations: on the trained tiny the discrete rk3588 FP16 file differs from
+PyTorch by more than the 4 px the export allows on some scenes (see the matrix), so `rtdetr-export --rknn` may
+refuse it, while bilinear sampling stays within the rules. `--rknn-float-index` (experimental, not measured)
+assigns the index arithmetic to the toolkit's CPU side in FP32; rknn-toolkit2 2.5.0 refuses the names of nodes
+its optimizer fused away one build at a time, and dropping them one by one did not finish in the time we had.
 """
 
 
