@@ -241,7 +241,8 @@ def _reference(model: str, sampling: str, folder: Path, args: argparse.Namespace
     ort_outputs = run_graph(deploy, *inputs, batch=metadata.batch)
     agreement = compare_detections(torch_outputs, ort_outputs, topn=20, margin=1e-3)
     ort_row: dict[str, Any] = {"target": "onnxruntime", "converts": True, "runs": True, "precision": "fp32"}
-    ort_row.update(decided=agreement["compared"], max_score_delta=agreement["max_score_delta"])
+    ort_row.update(decided=agreement["compared"], matched=agreement["matched"])
+    ort_row["max_score_delta"] = agreement["max_score_delta"]
     ort_row["max_box_delta_px"] = agreement["max_box_delta_px"]
     ctx: dict[str, Any] = {"inputs": inputs, "torch": torch_outputs, "metadata": metadata, "runs": args.runs}
     ctx["data"] = data if model == "tiny" else None
@@ -265,6 +266,10 @@ def _cell(row: dict[str, Any], key: str) -> str:
         return "-"
     if key in ("AP", "dAP"):
         return f"{value:+.4f}" if key == "dAP" else f"{value:.4f}"
+    if key == "matched":
+        return f"{value:.0%}"
+    if key in ("max_score_delta", "max_box_delta_px") and not row.get("matched", 1):
+        return "-"  # nothing was found again: there is no difference to report
     if key == "max_score_delta":
         return f"{value:.1e}"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
@@ -279,6 +284,7 @@ def _markdown(report: dict[str, Any]) -> str:
         "converts",
         "runs",
         "decided top-20",
+        "found again",
         "max score diff",
         "max box diff px",
         "AP",
@@ -300,7 +306,10 @@ def _markdown(report: dict[str, Any]) -> str:
                 "yes" if row["converts"] else "no",
                 "yes" if row["runs"] else "no",
             ]
-            cells += [_cell(row, k) for k in ("decided", "max_score_delta", "max_box_delta_px", "AP", "dAP", "p50_ms")]
+            cells += [
+                _cell(row, k)
+                for k in ("decided", "matched", "max_score_delta", "max_box_delta_px", "AP", "dAP", "p50_ms")
+            ]
             rows.append([*cells, note])
     lines = [
         "# Target engines: the measured compatibility matrix",

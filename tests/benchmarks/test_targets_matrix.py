@@ -62,4 +62,9 @@ def test_markdown_has_one_row_per_engine_and_the_machine() -> None:
     }
     text = targets._markdown(report)
     assert "Test CPU" in text and "| tiny | discrete | litert | - | no | no |" in text and "onnx2tf failed" in text
-    assert "| tiny | discrete | onnxruntime | fp32 | yes | yes | - | - | - | 0.5000 | +0.0000 | - |" in text
+    assert "| tiny | discrete | onnxruntime | fp32 | yes | yes | - | - | - | - | 0.5000 | +0.0000 | - |" in text
+
+
+def test_nothing_found_again_shows_no_difference() -> None:
+    row = {"target": "litert", "converts": True, "runs": True, "decided": 80, "matched": 0.0, "max_score_delta": 0.0}
+    assert targets._cell(row, "matched") == "0%" and targets._cell(row, "max_score_delta") == "-"
