@@ -29,7 +29,12 @@ BACKEND_INSTALL: dict[str, tuple[str, str]] = {
     "tensorrt": ("tensorrt", "pip install 'rtdetr-deploy[trt]'"),
     "openvino": ("openvino", "pip install 'rtdetr-deploy[openvino]'"),
     "opencv": ("cv2", "pip install opencv-python-headless (a core dependency of rtdetr-deploy)"),
+    "mnn": ("MNN", "pip install 'rtdetr-deploy[mnn]'"),
+    "litert": ("ai_edge_litert", "pip install 'rtdetr-deploy[litert]'"),
+    "rknn": ("rknnlite", "pip install rknn-toolkit-lite2 (on a Rockchip board)"),
 }
+# Third-party engine files: their metadata is the JSON sidecar beside them (runtime.engine_sidecar).
+_SIDECAR_ENGINES = {".mnn": "mnn", ".tflite": "litert", ".rknn": "rknn"}
 TORCH_MAX_BATCH = 256
 
 
@@ -78,6 +83,8 @@ def _check_backend_accepts(backend: str, model: Path, device: str) -> None:
         )
     if backend == "onnxruntime" and suffix == ".engine":
         raise ValueError(f"{model.name} is a TensorRT engine: it runs on the tensorrt backend only")
+    if suffix in _SIDECAR_ENGINES and backend != _SIDECAR_ENGINES[suffix]:
+        raise ValueError(f"{model.name} runs on the {_SIDECAR_ENGINES[suffix]} backend only")
     if (backend == "openvino") != (suffix == ".xml"):
         raise ValueError(
             f"{model.name} is an OpenVINO IR: it runs on the openvino backend only"
@@ -102,7 +109,13 @@ def _check_backend_accepts(backend: str, model: Path, device: str) -> None:
 
 
 def _exported_metadata(path: Path) -> tuple[ModelMetadata, int | None]:
-    """Metadata of an ``.onnx``, ``.engine`` or ``.xml`` and its fixed batch (``None`` when the batch is dynamic)."""
+    """Metadata of an ``.onnx``, ``.engine``, ``.xml`` or third-party engine file and its fixed batch (``None`` when
+    the batch is dynamic)."""
+    if path.suffix.lower() in _SIDECAR_ENGINES:
+        from ..runtime.engine_sidecar import read_engine_sidecar
+
+        metadata, _ = read_engine_sidecar(path, engine=_SIDECAR_ENGINES[path.suffix.lower()])
+        return metadata, metadata.batch[0]
     if path.suffix.lower() == ".xml":
         from ..runtime.openvino_backend import read_openvino_metadata
 

@@ -27,7 +27,7 @@ SAMPLINGS = ("discrete", "bilinear")
 CUDA_GRAPH_CHOICES = ("off", "on", "both")
 DEFAULT_ITERS = 50
 # What the bench plans: exported models and .pth checkpoints, and transformers model folders where a .pth goes.
-_BENCH_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors")
+_BENCH_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors", ".mnn", ".tflite", ".rknn")
 _OPENVINO_SUFFIX = ".xml"
 
 

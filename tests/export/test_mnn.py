@@ -171,3 +171,10 @@ def test_backend_bad_inputs(mnn_export: Path, tmp_path: Path, monkeypatch: pytes
     monkeypatch.setitem(sys.modules, "MNN", None)
     with pytest.raises(BackendError, match=r"rtdetr-deploy\[mnn\]"):
         MnnBackend.from_path(engine)
+
+
+def test_bench_runs_the_mnn_file(mnn_export: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rtdetr_deploy.cli.bench import main as bench_main
+
+    assert bench_main([str(mnn_export / "tiny_synthetic.mnn"), "--warmup", "1", "--iters", "2"]) == 0
+    assert "mnn fp32 bilinear" in capsys.readouterr().out
