@@ -16,6 +16,7 @@ optimizer fused away, one per failed build, so the driver drops them one build a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -148,8 +149,10 @@ def _read_result(path: Path, done: subprocess.CompletedProcess, python: Path) ->
     if "No module named 'rknn'" in text or "No module named 'numpy'" in text:
         raise ExportError(f"rknn-toolkit2 is not installed in {python}: pip install rknn-toolkit2 there")
     if not path.is_file():
-        lines = [line for line in text.splitlines() if line.strip()]
-        raise ExportError(f"the RKNN driver failed (exit {done.returncode}): {' / '.join(lines[-3:]) or 'no output'}")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        raised = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b", line)]
+        detail = raised[-1][:400] if raised else " / ".join(lines[-3:]) or "no output"
+        raise ExportError(f"the RKNN driver failed (exit {done.returncode}): {detail}")
     result = json.loads(path.read_text())
     if not result.get("ok"):
         errors = [line.strip() for line in text.splitlines() if line.lstrip().startswith(("E ", "E\x1b"))]
