@@ -112,6 +112,14 @@ PyTorch by more than the 4 px the export allows on some scenes (see the matrix),
 refuse it, while bilinear sampling stays within the rules. `--rknn-float-index` (experimental, not measured)
 assigns the index arithmetic to the toolkit's CPU side in FP32; rknn-toolkit2 2.5.0 refuses the names of nodes
 its optimizer fused away one build at a time, and dropping them one by one did not finish in the time we had.
+
+Official-layout R18 with random weights at 640 (not in the matrix above; `rtdetr-export r18vd_random.pth --mnn
+--rknn rk3588 --rknn-python ...`, same machine): MNN converts and agrees with ONNX Runtime. RKNN rk3588 FP16 now
+builds (the anchor mask as `Where` avoids the `_p_fuse_mul_into_gemm` failure) and writes the `.rknn`, but its
+simulator run fails: `GatherElements op: Out of range value in index tensor` in the first decoder layer. The
+largest level is 80 x 80 = 6,400 pixels, and the flat index `y * W + x` computed in FP16 is exact only up to
+2,048: the float index arithmetic must stay FP32 (or integer) on FP16 engines for maps above 2,048 pixels. The
+tiny at 256 (largest level 32 x 32 = 1,024) is below that bound.
 """
 
 
