@@ -117,9 +117,10 @@ Official-layout R18 with random weights at 640 (not in the matrix above; `rtdetr
 --rknn rk3588 --rknn-python ...`, same machine): MNN converts and agrees with ONNX Runtime. RKNN rk3588 FP16 now
 builds (the anchor mask as `Where` avoids the `_p_fuse_mul_into_gemm` failure) and writes the `.rknn`, but its
 simulator run fails: `GatherElements op: Out of range value in index tensor` in the first decoder layer. The
-largest level is 80 x 80 = 6,400 pixels, and the flat index `y * W + x` computed in FP16 is exact only up to
-2,048: the float index arithmetic must stay FP32 (or integer) on FP16 engines for maps above 2,048 pixels. The
-tiny at 256 (largest level 32 x 32 = 1,024) is below that bound.
+likely cause (not yet confirmed): the largest level is 80 x 80 = 6,400 pixels, while FP16 holds whole numbers
+exactly only up to 2,048, so the flat index `y * W + x` computed in FP16 can round past the end of the map; the
+index arithmetic would then have to stay FP32 (or integer) on FP16 engines for maps above 2,048 pixels. The tiny
+at 256 (largest level 32 x 32 = 1,024) is below that bound.
 """
 
 
