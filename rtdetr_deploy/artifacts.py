@@ -35,6 +35,7 @@ __all__ = [
     "precision_of_variant",
     "report_path",
     "stem_of",
+    "target_path",
     "variant_candidates",
 ]
 
@@ -44,7 +45,7 @@ VARIANTS: dict[str, str] = {"fp32": "", "fp16": ".fp16", "int8": ".int8", "int8-
 OPENVINO_PRECISIONS = ("fp32", "bf16", "int8")
 OPENVINO_VARIANTS: dict[str, str] = {f"openvino-{precision}": precision for precision in OPENVINO_PRECISIONS}
 # Suffixes of model files (lower case): exported graphs, engines and IRs, and checkpoints.
-MODEL_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors", ".xml")
+MODEL_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors", ".xml", ".mnn", ".tflite", ".rknn")
 # The file that makes a folder a model: transformers' save_pretrained writes it beside the weights.
 MODEL_FOLDER_FILE = "config.json"
 # Longest tags first, so that "best.int8-cpu" is not read as "best.int8" plus "-cpu".
@@ -98,6 +99,18 @@ def openvino_path(folder: str | os.PathLike[str], stem: str, precision: str) -> 
     if precision not in OPENVINO_PRECISIONS:
         raise ValueError(f"unknown OpenVINO precision {precision!r}; choose from {', '.join(OPENVINO_PRECISIONS)}")
     return Path(folder) / f"{stem}.openvino-{precision}.xml"
+
+
+# Third-party engine (``rtdetr-export --mnn/--tflite/--rknn``) -> suffix of its file; each has a ``.json`` sidecar.
+TARGET_SUFFIXES: dict[str, str] = {"mnn": ".mnn", "litert": ".tflite", "rknn": ".rknn"}
+
+
+def target_path(folder: str | os.PathLike[str], stem: str, target: str, tag: str = "") -> Path:
+    """``folder/stem[.tag]<suffix>`` of a third-party engine file: ``best.mnn``, ``best.tflite``,
+    ``best.rk3588-fp16.rknn`` (tag ``rk3588-fp16``)."""
+    if target not in TARGET_SUFFIXES:
+        raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGET_SUFFIXES)}")
+    return Path(folder) / f"{stem}{'.' + tag if tag else ''}{TARGET_SUFFIXES[target]}"
 
 
 def openvino_weights_path(xml: str | os.PathLike[str]) -> Path:

@@ -23,6 +23,8 @@ from .config import BenchConfig
 
 __all__ = ["Case", "plan_cases", "export_for_onnxruntime"]
 
+# Third-party engine files: their metadata is the JSON sidecar beside them (runtime.engine_sidecar).
+_SIDECAR_ENGINES = {".mnn": "mnn", ".tflite": "litert", ".rknn": "rknn"}
 TORCH_MAX_BATCH = 256
 
 
@@ -71,6 +73,8 @@ def _check_backend_accepts(backend: str, model: Path, device: str) -> None:
         )
     if backend == "onnxruntime" and suffix == ".engine":
         raise ValueError(f"{model.name} is a TensorRT engine: it runs on the tensorrt backend only")
+    if suffix in _SIDECAR_ENGINES and backend != _SIDECAR_ENGINES[suffix]:
+        raise ValueError(f"{model.name} runs on the {_SIDECAR_ENGINES[suffix]} backend only")
     if (backend == "openvino") != (suffix == ".xml"):
         raise ValueError(
             f"{model.name} is an OpenVINO IR: it runs on the openvino backend only"
@@ -95,7 +99,13 @@ def _check_backend_accepts(backend: str, model: Path, device: str) -> None:
 
 
 def _exported_metadata(path: Path) -> tuple[ModelMetadata, int | None]:
-    """Metadata of an ``.onnx``, ``.engine`` or ``.xml`` and its fixed batch (``None`` when the batch is dynamic)."""
+    """Metadata of an ``.onnx``, ``.engine``, ``.xml`` or third-party engine file and its fixed batch (``None`` when
+    the batch is dynamic)."""
+    if path.suffix.lower() in _SIDECAR_ENGINES:
+        from ..runtime.engine_sidecar import read_engine_sidecar
+
+        metadata, _ = read_engine_sidecar(path, engine=_SIDECAR_ENGINES[path.suffix.lower()])
+        return metadata, metadata.batch[0]
     if path.suffix.lower() == ".xml":
         from ..runtime.openvino_backend import read_openvino_metadata
 

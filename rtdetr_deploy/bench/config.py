@@ -30,7 +30,7 @@ SAMPLINGS = (DEFAULT_SAMPLING, *(m for m in SAMPLING_METHODS if m != DEFAULT_SAM
 CUDA_GRAPH_CHOICES = ("off", "on", "both")
 DEFAULT_ITERS = 50
 # What the bench plans: exported models and .pth checkpoints, and transformers model folders where a .pth goes.
-_BENCH_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors")
+_BENCH_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors", ".mnn", ".tflite", ".rknn")
 _OPENVINO_SUFFIX = ".xml"
 
 

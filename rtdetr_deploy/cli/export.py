@@ -19,6 +19,14 @@ from ..export.config import (
     parse_openvino,
 )
 from ..export.gates import DEFAULT_MAX_AP_DROP
+from ..export.target_config import (
+    ONNX2TF_PYTHON_ENV,
+    RKNN_PLATFORMS,
+    RKNN_PRECISIONS,
+    RKNN_PYTHON_ENV,
+    TargetsConfig,
+    interpreter_from,
+)
 from .frame import CommandParser, parse_imgsz, run_command
 from .names import add_names_option, names_from_args
 
@@ -106,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             f"--max-{precision}-drop", type=float, default=drop, help=f"AP {what} may lose (default: {drop:g})"
         )
+    _add_target_flags(parser)
     _add_graph_arguments(parser)
     parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
     parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
@@ -125,6 +134,61 @@ def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-instances", type=int, default=1, help="Triton instances per device (default: 1)")
     parser.add_argument(
         "--triton-kind", choices=("auto", "cpu", "gpu"), default="auto", help="Triton instance kind (default: auto)"
+    )
+
+
+def _add_target_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags of the third-party engines (``export.targets``; usage in docs/targets.md)."""
+    parser.add_argument(
+        "--mnn", action="store_true", help="also write NAME.mnn (FP32), verified in MNN; needs 'rtdetr-deploy[mnn]'"
+    )
+    parser.add_argument(
+        "--tflite",
+        action="store_true",
+        help="also write NAME.tflite (FP32) with onnx2tf, verified in LiteRT; needs 'rtdetr-deploy[litert]'",
+    )
+    parser.add_argument(
+        "--tflite-python",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"interpreter that has onnx2tf (default: ${ONNX2TF_PYTHON_ENV}, else this one)",
+    )
+    parser.add_argument(
+        "--rknn",
+        choices=RKNN_PLATFORMS,
+        default=None,
+        metavar="PLATFORM",
+        help="also build NAME.PLATFORM-PRECISION.rknn, verified in rknn-toolkit2's simulator: "
+        + ", ".join(RKNN_PLATFORMS),
+    )
+    parser.add_argument(
+        "--rknn-precision", choices=RKNN_PRECISIONS, default="fp16", help="default: fp16 (int8: --calib)"
+    )
+    parser.add_argument(
+        "--rknn-python",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"interpreter that has rknn-toolkit2 (default: ${RKNN_PYTHON_ENV})",
+    )
+    parser.add_argument(
+        "--rknn-float-index",
+        action="store_true",
+        help="experimental: run the discrete sampling index arithmetic on the toolkit's CPU side in FP32 instead of "
+        "FP16 on the NPU (see docs/targets.md)",
+    )
+
+
+def _targets(args: argparse.Namespace) -> TargetsConfig:
+    return TargetsConfig(
+        mnn=args.mnn,
+        tflite=args.tflite,
+        tflite_python=interpreter_from(args.tflite_python, ONNX2TF_PYTHON_ENV),
+        rknn=args.rknn,
+        rknn_precision=args.rknn_precision,
+        rknn_python=interpreter_from(args.rknn_python, RKNN_PYTHON_ENV) if args.rknn is not None else None,
+        rknn_float_index=args.rknn_float_index,
     )
 
 
@@ -189,6 +253,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         max_int8_drop=args.max_int8_drop,
         max_bf16_drop=args.max_bf16_drop,
         names=names_from_args(args),
+        targets=_targets(args),
         gelu=args.gelu,
         outputs=args.outputs,
         decoder_layers=args.decoder_layers,
@@ -220,6 +285,10 @@ def _export(args: argparse.Namespace) -> int:
     if config.openvino:
         _require("openvino", *(("nncf",) if "int8" in config.openvino else ()))
     triton = _triton_options(args, config.batch)
+    if config.targets.mnn:
+        _require("MNN")
+    if config.targets.tflite:
+        _require("ai_edge_litert")
     from ..export.pipeline import export
 
     result = export(config)

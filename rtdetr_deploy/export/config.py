@@ -11,6 +11,7 @@ from ..contract import DEFAULT_SAMPLING, check_batch_range, check_sampling
 from ..metadata import GELU_FORMS, OUTPUT_KINDS
 from .gates import DEFAULT_MAX_AP_DROP, FP32_AP_TOLERANCE
 from .int8_groups import DEFAULT_KEEP_FLOAT, check_groups
+from .target_config import TargetsConfig
 
 __all__ = [
     "CALIBRATION_METHODS",
@@ -65,6 +66,7 @@ class ExportConfig:
         max_bf16_drop: COCO AP the OpenVINO BF16 IR may lose against FP32 (with ``eval_data``).
         names: class names and original category ids to record instead of the checkpoint's (``--names``); their
             count must be the model's.
+        targets: third-party engines (MNN, LiteRT, RKNN) to convert the verified ONNX to (``export.targets``).
         gelu: how the graph computes the encoder's GELU (``metadata.GELU_FORMS``): ``"erf"`` (ONNX Erf, as
             trained), ``"poly"`` (Erf-free, verified against the Erf model) or ``"tanh"`` (the tanh approximation,
             verified against itself; its accuracy cost is the user's to measure, e.g. with ``eval_data``).
@@ -104,6 +106,7 @@ class ExportConfig:
     max_fp16_drop: float = DEFAULT_MAX_AP_DROP["fp16"]
     max_int8_drop: float = DEFAULT_MAX_AP_DROP["int8"]
     max_bf16_drop: float = DEFAULT_MAX_AP_DROP["bf16"]
+    targets: TargetsConfig = TargetsConfig()
     gelu: str = "erf"
     outputs: str = "detections"
     decoder_layers: int | None = None
@@ -120,6 +123,8 @@ class ExportConfig:
                 "--outputs raw writes the FP32 ONNX only: leave out --trt, --fp16, --int8-cpu, --openvino and "
                 "--fuse-preprocess"
             )
+        if self.outputs == "raw" and self.targets.any:
+            raise ValueError("--mnn, --tflite and --rknn convert the detections graph: leave out --outputs raw")
         if self.imgsz is not None:
             if len(self.imgsz) != 2 or any(s <= 0 or s % 32 for s in self.imgsz):
                 raise ValueError(f"--imgsz must be positive multiples of 32, got {self.imgsz}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..artifacts import openvino_weights_path
+from ..runtime.engine_sidecar import engine_sidecar_path
 
 __all__ = ["ExportFiles"]
 
@@ -23,6 +24,8 @@ class ExportFiles:
         fused: graph name -> its fused-preprocessing ``.fused.onnx``.
         unsimplified: the graph as traced (``--keep-unsimplified``).
         engine: the TensorRT engine; engine_sidecar: its ``.json``.
+        targets: third-party engine (``mnn``, ``litert``, ``rknn-<platform>-<precision>``) -> its file (its JSON
+            sidecar beside it, ``runtime.engine_sidecar``).
     """
 
     onnx: Path
@@ -33,6 +36,7 @@ class ExportFiles:
     unsimplified: Path | None = None
     engine: Path | None = None
     engine_sidecar: Path | None = None
+    targets: dict[str, Path] = field(default_factory=dict)
 
     def moved_to(self, folder: Path) -> ExportFiles:
         """The same files by name in ``folder`` (where the export moves them from its staging folder)."""
@@ -52,12 +56,15 @@ class ExportFiles:
             unsimplified=moved(self.unsimplified),
             engine=moved(self.engine),
             engine_sidecar=moved(self.engine_sidecar),
+            targets=each(self.targets),
         )
 
     def paths(self) -> tuple[Path, ...]:
         """Every file, sorted by name, the engine and its sidecar last (as they are written last)."""
         irs = [path for xml in self.openvino.values() for path in (xml, openvino_weights_path(xml))]
+        engines = [path for target in self.targets.values() for path in (target, engine_sidecar_path(target))]
         graphs = [self.onnx, self.report, *self.variants.values(), *irs, *self.fused.values(), self.unsimplified]
+        graphs += engines
         engine = [path for path in (self.engine, self.engine_sidecar) if path is not None]
         return (*sorted((path for path in graphs if path is not None), key=lambda p: p.name), *engine)
 

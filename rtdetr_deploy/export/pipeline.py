@@ -159,10 +159,12 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
         swap = sampling_swap_report(model, images, input_size=metadata.input_size)
         variants = _write_variants(config, probe, staging, stem, images, steps)
         irs = _write_openvino(config, probe, staging, stem, images, steps)
+        targets = _write_targets(config, files.onnx, staging, stem, images, steps)
         files = replace(
             files,
             variants={variant: path for variant, (path, _) in variants.items()},
             openvino={variant: path for variant, (path, _) in irs.items()},
+            targets={name: staging / str(report["file"]) for name, report in (targets or {}).items()},
         )
         fused, files = _write_fused(config, files, images, steps)
         accuracy = accuracy_gates(config, files, step=steps.step) if config.eval_data is not None else None
@@ -180,6 +182,7 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
             int8_sensitivity=sensitivity,
             classes=model.info.names_from,
             speed_knobs=speed_knobs_report(model),
+            targets=targets,
         )
         refuse_failed_variants(report.all_variants(), report.accuracy)
         report.write(files.report)
@@ -210,6 +213,27 @@ def _trace(
         census = op_census(onnx.load(str(deploy)))
         note["detail"] = f"{sum(census.values())} nodes, GridSample: {census.get('GridSample', 0)}"
     return probe, ExportFiles(onnx=deploy, report=report_path(staging, stem), unsimplified=unsimplified), census
+
+
+def _write_targets(
+    config: ExportConfig, deploy: Path, staging: Path, stem: str, images: list, steps: _Steps
+) -> dict[str, dict[str, object]] | None:
+    """Convert the verified FP32 graph to the third-party engines ``config.targets`` names (``export.targets``) and
+    verify each; ``{target: report}``, or ``None`` when none is asked for."""
+    if not config.targets.any:
+        return None
+    from .targets import write_targets
+
+    return write_targets(
+        config.targets,
+        deploy,
+        staging,
+        stem,
+        images,
+        step=steps.step,
+        calib=config.calib,
+        calib_images=config.calib_images,
+    )
 
 
 def _write_fused(

@@ -293,6 +293,8 @@ class ExportReport:
         int8_sensitivity: the INT8 sensitivity table (``int8_sensitivity``); ``None`` unless asked for.
         classes: where the class names and category ids came from (``ModelInfo.names_from``).
         speed_knobs: decoder layers and queries used (``None`` in reports written before they were recorded).
+        targets: third-party engine -> its conversion record and verdict against ONNX Runtime
+            (``targets.write_targets``); ``None`` when none was asked for.
         schema: ``EXPORT_REPORT_SCHEMA`` of the code that wrote the file.
     """
 
@@ -310,6 +312,7 @@ class ExportReport:
     int8_sensitivity: dict[str, object] | None = field(default=None, metadata=OPTIONAL)
     classes: str | None = field(default=None, metadata=OPTIONAL)
     speed_knobs: SpeedKnobsReport | None = field(default=None, metadata=OPTIONAL)
+    targets: dict[str, dict[str, object]] | None = field(default=None, metadata=OPTIONAL)
     schema: int = EXPORT_REPORT_SCHEMA
 
     @property

@@ -19,9 +19,12 @@ from pathlib import Path
 
 from ..artifacts import MODEL_FOLDER_FILE, MODEL_SUFFIXES, is_model_folder
 from .backend import Backend
+from .litert_backend import LiteRtBackend
+from .mnn_backend import MnnBackend
 from .onnxruntime_backend import OrtBackend
 from .opencv_backend import OpenCvBackend
 from .openvino_backend import OpenVinoBackend
+from .rknn_backend import RknnBackend
 from .tensorrt_backend import TrtBackend
 from .torch_backend import TorchBackend
 
@@ -54,6 +57,7 @@ class BackendEntry:
         extra: the package extra that installs ``requires`` (``None``: a core dependency).
         folders: it opens transformers model folders (``artifacts.is_model_folder``).
         package: the pip package that provides ``requires`` when its name differs (``cv2``: opencv-python-headless).
+        board: the runtime installs on the target device only (rknn-toolkit-lite2 on a Rockchip board).
     """
 
     name: str
@@ -64,10 +68,13 @@ class BackendEntry:
     default: bool = True
     folders: bool = False
     package: str | None = None
+    board: bool = False
 
     @property
     def install(self) -> str:
         """How to install what the backend needs."""
+        if self.board:
+            return f"pip install {self.package or self.requires} (on the target board)"
         if self.extra is None:
             return f"pip install {self.package or self.requires} (a core dependency of rtdetr-deploy)"
         return f"pip install 'rtdetr-deploy[{self.extra}]'"
@@ -103,6 +110,9 @@ REGISTRY: tuple[BackendEntry, ...] = _checked(
         BackendEntry("torch", TorchBackend, (".pth", ".safetensors"), "torch", "torch", folders=True),
         BackendEntry("openvino", OpenVinoBackend, (".xml",), "openvino", "openvino"),
         BackendEntry("opencv", OpenCvBackend, (".onnx",), "cv2", None, default=False, package="opencv-python-headless"),
+        BackendEntry("mnn", MnnBackend, (".mnn",), "MNN", "mnn"),
+        BackendEntry("litert", LiteRtBackend, (".tflite",), "ai_edge_litert", "litert"),
+        BackendEntry("rknn", RknnBackend, (".rknn",), "rknnlite", None, package="rknn-toolkit-lite2", board=True),
     )
 )
 
