@@ -9,6 +9,8 @@ import pytest
 from rtdetr_deploy.artifacts import MODEL_SUFFIXES
 from rtdetr_deploy.runtime import OpenVinoBackend, OrtBackend, TorchBackend, TrtBackend
 from rtdetr_deploy.runtime.config import RuntimeConfig
+from rtdetr_deploy.runtime.litert_backend import LiteRtBackend
+from rtdetr_deploy.runtime.mnn_backend import MnnBackend
 from rtdetr_deploy.runtime.registry import (
     BACKEND_CHOICES,
     REGISTRY,
@@ -18,6 +20,7 @@ from rtdetr_deploy.runtime.registry import (
     backend_name_for,
     check_backend_name,
 )
+from rtdetr_deploy.runtime.rknn_backend import RknnBackend
 
 
 def test_each_model_suffix_has_its_default_backend(tmp_path: Path) -> None:
@@ -27,6 +30,9 @@ def test_each_model_suffix_has_its_default_backend(tmp_path: Path) -> None:
         "a.pth": TorchBackend,
         "a.safetensors": TorchBackend,
         "a.openvino-int8.xml": OpenVinoBackend,
+        "a.mnn": MnnBackend,
+        "a.tflite": LiteRtBackend,
+        "a.rk3588-fp16.rknn": RknnBackend,
     }
     for name, cls in expected.items():
         assert backend_class(backend_name_for(tmp_path / name)) is cls, name
@@ -39,7 +45,7 @@ def test_each_model_suffix_has_its_default_backend(tmp_path: Path) -> None:
 
 
 def test_names_are_checked_in_one_place() -> None:
-    assert BACKEND_CHOICES == ("auto", "onnxruntime", "tensorrt", "torch", "openvino")
+    assert BACKEND_CHOICES == ("auto", "onnxruntime", "tensorrt", "torch", "openvino", "opencv", "mnn", "litert", "rknn")
     assert check_backend_name("openvino") == "openvino"
     with pytest.raises(ValueError, match="did you mean 'tensorrt'"):
         check_backend_name("tensorrtt")
