@@ -45,7 +45,8 @@ def test_each_model_suffix_has_its_default_backend(tmp_path: Path) -> None:
 
 
 def test_names_are_checked_in_one_place() -> None:
-    assert BACKEND_CHOICES == ("auto", "onnxruntime", "tensorrt", "torch", "openvino", "opencv", "mnn", "litert", "rknn")
+    names = ("onnxruntime", "tensorrt", "torch", "openvino", "opencv", "mnn", "litert", "rknn")
+    assert BACKEND_CHOICES == ("auto", *names)
     assert check_backend_name("openvino") == "openvino"
     with pytest.raises(ValueError, match="did you mean 'tensorrt'"):
         check_backend_name("tensorrtt")
