@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-fp16-drop", type=float, default=0.005, help="AP FP16 may lose (default: 0.005)")
     parser.add_argument("--max-int8-drop", type=float, default=0.02, help="AP INT8 may lose (default: 0.02)")
     parser.add_argument("--max-bf16-drop", type=float, default=0.01, help="AP OpenVINO BF16 may lose (default: 0.01)")
+    parser.add_argument(
+        "--strict-sampling",
+        action="store_true",
+        help="refuse the export when discrete sampling costs bilinear-trained weights accuracy (default: warn)",
+    )
     parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
     parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
     return parser
@@ -134,6 +139,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         max_fp16_drop=args.max_fp16_drop,
         max_int8_drop=args.max_int8_drop,
         max_bf16_drop=args.max_bf16_drop,
+        strict_sampling=args.strict_sampling,
     )
 
 
@@ -166,9 +172,11 @@ def _export(args: argparse.Namespace) -> int:
     census = result.report["op_census"]
     print("Op census: " + ", ".join(f"{op} {count}" for op, count in census.items()))  # type: ignore[union-attr]
     swap = result.report["swap"]
+    kept = swap["kept_ap"]  # type: ignore[index]
     print(
         f"Discrete vs bilinear on the same weights: {swap['agreement']:.1%} of the top detections agree, "  # type: ignore[index]
         f"mean score change {swap['mean_abs_score_delta']:.1e}"  # type: ignore[index]
+        + ("" if kept["AP"] is None else f", kept AP {kept['AP']:.3f} of {kept['pseudo_objects']} confident detections")
     )
     print("Wrote:")
     for path in result.files:

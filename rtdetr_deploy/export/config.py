@@ -59,6 +59,8 @@ class ExportConfig:
         max_fp16_drop: COCO AP the FP16 graph may lose against FP32 (with ``eval_data``).
         max_int8_drop: COCO AP an INT8 graph may lose against FP32 (with ``eval_data``).
         max_bf16_drop: COCO AP the OpenVINO BF16 IR may lose against FP32 (with ``eval_data``).
+        strict_sampling: refuse the export when discrete sampling costs weights trained with bilinear sampling
+            more than a small share of their accuracy (``export.swap``) instead of warning.
     """
 
     weights: Path
@@ -89,6 +91,7 @@ class ExportConfig:
     max_fp16_drop: float = 0.005
     max_int8_drop: float = 0.02
     max_bf16_drop: float = 0.01
+    strict_sampling: bool = False
 
     def __post_init__(self) -> None:
         if self.sampling not in ("discrete", "bilinear"):

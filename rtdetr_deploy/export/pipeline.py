@@ -31,6 +31,8 @@ from ..models.rtdetr import RTDETR
 from ..version import __version__
 from .config import ExportConfig
 from .onnx_export import Probe, export_probe, op_census, strip_probe
+from .refusal import drop_refused, refusal_message, refused_variants
+from .swap import judge_swap
 from .variants import NOT_DECISIVE, VARIANT_RULES, check_variant
 from .verify import Tolerances, sampling_swap_report, verification_images, verify_against_pytorch
 
@@ -115,7 +117,8 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
 
     Raises:
         FileNotFoundError, ValueError, CheckpointError: bad input (nothing is written).
-        ExportError: the graph failed its checks, its verification or an accuracy gate (nothing is written).
+        ExportError: the graph failed its checks or its verification (nothing is written), or a variant failed its
+            rule or accuracy gate (the verified files are written, the refused variant is not).
         EngineBuildError: TensorRT is missing or failed; the verified ONNX files are kept.
     """
     _check_inputs(config)
@@ -160,17 +163,23 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
             report["accuracy"] = _accuracy_gates(config, paths, steps)
         if config.int8_sensitivity:
             report["int8_sensitivity"] = _int8_sensitivity(config, deploy, steps)
-        _refuse_failed_variants(report)
+        report["swap"]["cost"] = judge_swap(config, trained_sampling=model.info.sampling, report=report)
+        if verbose and report["swap"]["cost"]["warning"]:
+            print(f"warning: {report['swap']['cost']['warning']}", file=sys.stderr, flush=True)
+        refused = refused_variants(report)
+        drop_refused(staging, stem, refused, report)
         report["metadata"] = metadata.to_props()
         report["timings_s"] = steps.timings
         report_file = report_path(staging, stem)
         report_file.write_text(json.dumps(report, indent=2))
         files = _publish(staging, config.out_dir)
     result = ExportResult(config.out_dir / deploy.name, config.out_dir / report_file.name, report, files, steps.timings)
-    if config.trt is not None:
+    if config.trt is not None and config.trt not in refused:
         with steps.step("build") as note:
             result.files += _build_engine(config, result, stem)
             note["detail"] = result.files[-2].name
+    if refused:
+        raise ExportError(refusal_message(refused, stem, result.files))
     return result
 
 
@@ -252,7 +261,13 @@ def _write_openvino(
 
 
 def _variant_line(report: dict) -> str:
-    detections = report["detections"]
+    detections, kept = report["detections"], report.get("kept_ap")
+    if kept is not None and report["rule"].startswith("kept AP"):
+        status = "passed" if report["passed"] else "REFUSED"
+        return (
+            f"{status}: kept AP {kept['AP']:.3f} against FP32's {kept['pseudo_objects']} confident detections "
+            f"(label-free rule: >= {kept['min_kept_ap']:g})"
+        )
     if detections["matched"] is None or report["rule"] == NOT_DECISIVE:
         raw = report["raw"]
         return f"not decisive (untrained weights); {raw['within_tolerance']:.1%} of encoder scores close to FP32's"
@@ -298,26 +313,6 @@ def _int8_sensitivity(config: ExportConfig, fp32_onnx: Path, steps: _Steps) -> d
             f"; most sensitive: {worst['group']} ({worst['recovered']:+.4f} AP in float)" if worst else ""
         )
     return table
-
-
-def _refuse_failed_variants(report: dict) -> None:
-    """Raise ``ExportError`` for a variant that fails its gate: the AP gate with labelled data, else its rules."""
-    accuracy = report.get("accuracy")
-    problems = []
-    for variant, variant_report in {**report["variants"], **report.get("openvino", {})}.items():
-        if accuracy is not None:
-            gate = accuracy["gates"][variant]
-            if not gate["accepted"]:
-                precision = precision_of_variant(variant)
-                flag = f"see --max-{precision}-drop" if precision != "fp32" else "FP32 differs by rounding only"
-                problems.append(
-                    f"{variant} loses {-gate['delta_AP']:.4f} AP against FP32 ({gate['AP']:.4f} vs "
-                    f"{accuracy['gates']['fp32']['AP']:.4f}; allowed {gate['allowed_drop']:g}, {flag})"
-                )
-        elif not variant_report["passed"]:
-            problems += variant_report["failures"]
-    if problems:
-        raise ExportError("; ".join(problems))
 
 
 def _build_engine(config: ExportConfig, result: ExportResult, stem: str) -> list[Path]:

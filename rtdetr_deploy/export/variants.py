@@ -1,13 +1,17 @@
 """Precision variants (FP16 with FP32 islands, Q/DQ INT8) checked against the verified FP32 graph.
 
-Both graphs run in ONNX Runtime on the CPU on the same inputs. A variant is judged on its top detections where
-the FP32 ranking is decided (score gaps larger than the precision's margin, see ``agreement``). When nothing is
-decided (untrained weights score everything alike, and the query selections of the two runs then differ, so
-their decoder outputs cannot be paired), FP16 is judged on its raw outputs instead: the encoder's class scores
-at every position (the values of the query selection, dense and before any decision) and the top scores rank
-by rank. INT8, whose error on untrained weights says nothing about trained ones, is then only reported. With
-labelled data the export gates every variant by its loss in COCO AP instead (``pipeline``); these rules then
-stay in the report.
+Both graphs run in ONNX Runtime on the CPU on the same inputs. A lossy variant (INT8, BF16) is judged by its
+*kept AP* (``kept_ap``): the COCO AP of its detections against FP32's confident detections as pseudo ground
+truth, a smooth measure of the detection quality it keeps, with a threshold calibrated on variants whose
+labelled AP loss is known (``benchmarks/acceptance_calibration.py``, ``docs/precision-acceptance.md``). FP16,
+whose error is small, and FP32 on another runtime are judged on their top detections where the FP32 ranking is
+decided (score gaps larger than the precision's margin, see ``agreement``); the kept AP is reported for them.
+When nothing is decided (untrained weights score everything alike, and the query selections of the two runs
+then differ, so their decoder outputs cannot be paired), FP16 is judged on its raw outputs instead: the
+encoder's class scores at every position (the values of the query selection, dense and before any decision)
+and the top scores rank by rank. INT8, whose error on untrained weights says nothing about trained ones, is
+then only reported. With labelled data the export gates every variant by its loss in COCO AP instead
+(``pipeline``); these rules then stay in the report.
 
 The variant's graphs can run on another runtime than ONNX Runtime (a ``GraphRunner``: the OpenVINO IRs of
 ``export.openvino``); the FP32 reference always runs in ONNX Runtime. ``fp32`` rules judge an FP32 graph on
@@ -27,6 +31,7 @@ from ..metadata import ModelMetadata
 from ..runtime.onnxruntime_backend import read_onnx_metadata
 from ..runtime.preprocess import preprocess
 from .graphs import decision_pairs, run_graph
+from .kept_ap import kept_ap
 from .onnx_export import OUTPUT_NAMES, Probe
 
 __all__ = ["ONNXRUNTIME", "VARIANT_RULES", "GraphRunner", "VariantRules", "check_variant"]
@@ -42,6 +47,9 @@ class VariantRules:
         raw_logits: difference of the encoder's class logits to FP32's accepted when nothing is decided.
         judge_raw: judge the raw outputs when nothing is decided (else only report them).
         max_ap_drop: COCO AP the variant may lose against FP32 when the export has labelled data.
+        min_kept_ap: kept AP (``kept_ap``) the variant must reach; when set, this label-free rule decides instead
+            of ``min_matched``.
+        confidence: lowest FP32 score of a pseudo object for the kept AP.
     """
 
     margin: float
@@ -49,6 +57,8 @@ class VariantRules:
     raw_logits: float
     judge_raw: bool
     max_ap_drop: float
+    min_kept_ap: float | None = None
+    confidence: float = 0.5
 
 
 VARIANT_RULES = {
@@ -80,6 +90,7 @@ class GraphRunner:
 
 ONNXRUNTIME = GraphRunner(read_metadata=read_onnx_metadata, run=run_graph)
 NOT_DECISIVE = "untrained weights: agreement not decisive, raw outputs compared"
+KEPT_AP_RULE = "kept AP >= {min_kept_ap:g} against FP32's detections scoring >= {confidence:g} (label-free)"
 NOT_DECISIVE_PREFIX = "agreement not decisive (untrained weights)"
 
 
@@ -123,7 +134,7 @@ def check_variant(
     against the FP32 probe (always run in ONNX Runtime) on ``images_bgr``.
 
     Returns:
-        A JSON-ready report: ``rule`` (what decided), ``detections``, ``raw``, ``index_agreement``,
+        A JSON-ready report: ``rule`` (what decided), ``kept_ap``, ``detections``, ``raw``, ``index_agreement``,
         ``published_equals_probe``, ``rules``, ``passed`` and ``failures``.
     """
     metadata = runner.read_metadata(variant_deploy)
@@ -135,14 +146,12 @@ def check_variant(
     if fp32.decisions[0][0] != "selection":
         raise ValueError(f"the probe's first decision is {fp32.decisions[0]}, not the query selection")
     encoder_delta = np.abs(reference["decision.0.values"] - candidate["decision.0.values"])
-    within = float((encoder_delta <= rules.raw_logits).mean())
-    decisive = agreement["compared"] >= MIN_DECIDED
+    kept = kept_ap(reference, published, confidence=rules.confidence)
     count = len(fp32.decisions)
     report: dict[str, object] = {
         "precision": precision,
-        "rule": f"decided ranking (score margin {rules.margin:g})"
-        if decisive
-        else "not decisive: raw outputs compared",
+        "rule": _rule_name(rules, agreement["compared"], kept["pseudo_objects"]),
+        "kept_ap": {**kept, "min_kept_ap": rules.min_kept_ap},
         "detections": {
             "decided": agreement["compared"],
             "candidates": agreement["candidates"],
@@ -152,7 +161,7 @@ def check_variant(
         },
         "raw": {
             "encoder_scores": int(encoder_delta.size),
-            "within_tolerance": within,
+            "within_tolerance": float((encoder_delta <= rules.raw_logits).mean()),
             "max_encoder_logit_delta": float(encoder_delta.max()),
             "max_sorted_score_delta": agreement["max_sorted_score_delta"],
         },
@@ -164,27 +173,46 @@ def check_variant(
         ),
         "rules": asdict(rules),
     }
+    report["failures"] = _failures(report, rules, precision.upper())
+    report["passed"] = not report["failures"]
+    return report
+
+
+def _rule_name(rules: VariantRules, decided: int, pseudo_objects: int) -> str:
+    """What decides: the kept AP, the decided ranking, or (nothing decided) the raw outputs."""
+    if rules.min_kept_ap is not None and pseudo_objects >= MIN_DECIDED:
+        return KEPT_AP_RULE.format(min_kept_ap=rules.min_kept_ap, confidence=rules.confidence)
+    if rules.min_kept_ap is None and decided >= MIN_DECIDED:
+        return f"decided ranking (score margin {rules.margin:g})"
+    return NOT_DECISIVE
+
+
+def _failures(report: dict, rules: VariantRules, name: str) -> list[str]:
+    """Why the variant fails its rules (empty: it passes)."""
     failures = []
-    name = precision.upper()
-    if decisive and agreement["matched"] < rules.min_matched:
-        indices = report["index_agreement"]  # None: bilinear sampling has no indices
+    rule, kept, detections, raw = report["rule"], report["kept_ap"], report["detections"], report["raw"]
+    indices = report["index_agreement"]  # None: bilinear sampling has no indices
+    diagnostic = "" if indices is None else f"; discrete sampling indices equal to FP32's: {indices:.1%}"
+    if rule.startswith("kept AP") and kept["AP"] < rules.min_kept_ap:
         failures.append(
-            f"{name} keeps only {agreement['matched']:.1%} of FP32's {agreement['compared']} decided top detections "
-            f"(< {rules.min_matched:.0%})"
-            + ("" if indices is None else f"; discrete sampling indices equal to FP32's: {indices:.1%}")
+            f"{name} keeps AP {kept['AP']:.3f} against FP32's {kept['pseudo_objects']} confident detections "
+            f"(< {rules.min_kept_ap:g}, label-free rule){diagnostic}"
         )
-    if not decisive and rules.judge_raw and within < 0.99:
+    if rule.startswith("decided") and detections["matched"] < rules.min_matched:
         failures.append(
-            f"{NOT_DECISIVE_PREFIX}: only {within:.1%} of {name}'s encoder class scores lie within "
-            f"{rules.raw_logits:g} of FP32's; max difference {encoder_delta.max():.3g}"
+            f"{name} keeps only {detections['matched']:.1%} of FP32's {detections['decided']} decided top detections "
+            f"(< {rules.min_matched:.0%}){diagnostic}"
         )
-    if not decisive and rules.judge_raw and agreement["max_sorted_score_delta"] > rules.margin:
+    if rule == NOT_DECISIVE and rules.judge_raw and raw["within_tolerance"] < 0.99:
+        failures.append(
+            f"{NOT_DECISIVE_PREFIX}: only {raw['within_tolerance']:.1%} of {name}'s encoder class scores lie within "
+            f"{rules.raw_logits:g} of FP32's; max difference {raw['max_encoder_logit_delta']:.3g}"
+        )
+    if rule == NOT_DECISIVE and rules.judge_raw and raw["max_sorted_score_delta"] > rules.margin:
         failures.append(
             f"{NOT_DECISIVE_PREFIX}: {name}'s top scores differ from FP32's by up to "
-            f"{agreement['max_sorted_score_delta']:.3g} rank by rank (> {rules.margin:g})"
+            f"{raw['max_sorted_score_delta']:.3g} rank by rank (> {rules.margin:g})"
         )
     if not report["published_equals_probe"]:
         failures.append(f"the published {name} graph computes other detections than its verified probe")
-    report["failures"] = failures
-    report["passed"] = not failures
-    return report
+    return failures

@@ -1,0 +1,112 @@
+"""Kept AP: how much of a reference model's detection quality another model keeps, without labelled data.
+
+The reference's confident detections (score >= ``confidence``) become pseudo ground truth, and the other model's
+detections are scored against them with the COCO protocol (AP over IoU 0.50:0.95, 100 detections per image).
+The reference scores 1.0 against itself; a variant that finds the same objects with a few pixels of box jitter
+loses a little (at the strict IoU thresholds only), one that misses objects, invents others or misplaces boxes
+loses in proportion. Unlike a count of detections matched at one IoU, the measure is smooth: jitter that costs
+no accuracy costs little here, and a real loss costs much (see ``docs/precision-acceptance.md`` for the
+calibration on variants whose labelled AP loss is known).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..coco import coco_box_map
+
+__all__ = ["kept_ap", "pseudo_ground_truth"]
+
+MAX_DETECTIONS = 100
+
+
+def _triplet(outputs: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if isinstance(outputs, Mapping):
+        outputs = [outputs[key] for key in ("labels", "boxes", "scores")]
+    labels, boxes, scores = (np.asarray(a) for a in outputs)
+    return labels, boxes, scores
+
+
+def _xywh(box_xyxy: np.ndarray) -> list[float]:
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    return [x1, y1, max(x2 - x1, 0.0), max(y2 - y1, 0.0)]
+
+
+def pseudo_ground_truth(
+    reference: Mapping[str, np.ndarray] | Sequence[np.ndarray], *, confidence: float
+) -> dict[str, list[dict]]:
+    """A COCO annotation dict of the reference's detections scoring at least ``confidence``.
+
+    Args:
+        reference: ``labels [N, K]`` int, ``boxes [N, K, 4]`` xyxy pixels, ``scores [N, K]`` in [0, 1] (a mapping
+            with those keys or a sequence in that order).
+        confidence: lowest score of a pseudo object.
+
+    Returns:
+        ``images`` (ids 0..N-1), ``annotations`` (``bbox`` x, y, w, h pixels; ``category_id`` = label + 1) and
+        ``categories`` (every label of the reference, + 1).
+    """
+    labels, boxes, scores = _triplet(reference)
+    annotations = []
+    for image in range(labels.shape[0]):
+        for k in np.flatnonzero(scores[image] >= confidence):
+            bbox = _xywh(boxes[image, k])
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image,
+                    "category_id": int(labels[image, k]) + 1,
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                }
+            )
+    categories = sorted({int(label) + 1 for label in np.unique(labels)})
+    return {
+        "images": [{"id": image} for image in range(labels.shape[0])],
+        "annotations": annotations,
+        "categories": [{"id": c, "name": str(c - 1)} for c in categories],
+    }
+
+
+def kept_ap(
+    reference: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+    candidate: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+    *,
+    confidence: float = 0.5,
+) -> dict[str, object]:
+    """COCO AP of ``candidate``'s detections against ``reference``'s confident detections (pseudo ground truth).
+
+    Args:
+        reference: the reference model's ``labels [N, K]``, ``boxes [N, K, 4]`` xyxy pixels, ``scores [N, K]``.
+        candidate: the same for the model under test, on the same images (its K may differ); its 100 best
+            detections per image are scored.
+        confidence: lowest reference score of a pseudo object.
+
+    Returns:
+        ``confidence``, ``pseudo_objects`` (their count), ``AP`` (IoU 0.50:0.95) and ``AP50``, each in [0, 1]
+        (``None`` when the reference has no confident detection).
+    """
+    ground_truth = pseudo_ground_truth(reference, confidence=confidence)
+    count = len(ground_truth["annotations"])
+    if not count:
+        return {"confidence": confidence, "pseudo_objects": 0, "AP": None, "AP50": None}
+    known = {c["id"] for c in ground_truth["categories"]}
+    labels, boxes, scores = _triplet(candidate)
+    results = []
+    for image in range(labels.shape[0]):
+        for k in np.argsort(-scores[image], kind="stable")[:MAX_DETECTIONS]:
+            category = int(labels[image, k]) + 1
+            if category in known:
+                results.append(
+                    {
+                        "image_id": image,
+                        "category_id": category,
+                        "bbox": _xywh(boxes[image, k]),
+                        "score": float(scores[image, k]),
+                    }
+                )
+    metrics = coco_box_map(ground_truth, results)
+    return {"confidence": confidence, "pseudo_objects": count, "AP": metrics["AP"], "AP50": metrics["AP50"]}
