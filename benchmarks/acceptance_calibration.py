@@ -6,8 +6,9 @@ broken ones: INT8 without the FP32 islands, and INT8 whose decoder value project
 dequantized with a wrong scale (``--wrong-scale`` times the calibrated one). Each variant gets
 
 - its labelled COCO AP on a held-out synthetic set (``rtdetr-eval``'s instrument) and its loss against FP32;
-- its *kept AP* (``export.kept_ap``) on the export's own verification images (4 generated scenes), which is
-  what the exporter judges without labels, and the older rule's share of matched decided detections.
+- its *kept AP* (``export.kept_ap``) on generated scenes (the export's 4 verification scenes, and 16), at
+  two confidences of the pseudo ground truth, which is what the exporter judges without labels, and the older
+  rule's share of matched decided detections.
 
     python benchmarks/acceptance_calibration.py tiny=rtdetr_deploy/data/weights/tiny_synthetic.pth:discrete
 
@@ -35,7 +36,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+", help="NAME=CHECKPOINT:SAMPLING")
-    p.add_argument("--wrong-scale", type=float, default=2.0)
+    p.add_argument("--wrong-scale", type=float, nargs="+", default=[2.0])
     p.add_argument("--json", type=Path, default=RESULTS / "acceptance_calibration.json")
     return p.parse_args(argv)
 
@@ -62,7 +63,7 @@ def wrong_value_proj_scale(int8_in: Path, out: Path, factor: float) -> Path:
     return out
 
 
-def write_variants(fp32: Path, calib: Path, folder: Path, wrong_scale: float) -> dict[str, Path]:
+def write_variants(fp32: Path, calib: Path, folder: Path, wrong_scales: list[float]) -> dict[str, Path]:
     from rtdetr_deploy.export import quantize
     from rtdetr_deploy.export.precision import convert_fp16
     from rtdetr_deploy.export.quantize import quantize_int8
@@ -72,9 +73,10 @@ def write_variants(fp32: Path, calib: Path, folder: Path, wrong_scale: float) ->
         "int8-trt": quantize_int8(fp32, folder / "int8-trt.onnx", calib, target="tensorrt"),
         "fp16": convert_fp16(fp32, folder / "fp16.onnx"),
     }
-    paths["broken: int8-cpu value_proj scale"] = wrong_value_proj_scale(
-        paths["int8-cpu"], folder / "int8-wrong-scale.onnx", wrong_scale
-    )
+    for factor in wrong_scales:
+        paths[f"broken: int8-cpu value_proj scale x{factor:g}"] = wrong_value_proj_scale(
+            paths["int8-cpu"], folder / f"int8-wrong-scale-{factor:g}.onnx", factor
+        )
     with mock.patch.object(quantize, "fp32_islands", lambda model: set()):
         paths["broken: int8-cpu without FP32 islands"] = quantize_int8(
             fp32, folder / "int8-no-islands.onnx", calib, target="onnxruntime"
@@ -82,7 +84,7 @@ def write_variants(fp32: Path, calib: Path, folder: Path, wrong_scale: float) ->
     return paths
 
 
-def measure(name: str, checkpoint: Path, sampling: str, data_root: Path, wrong_scale: float) -> dict:
+def measure(name: str, checkpoint: Path, sampling: str, data_root: Path, wrong_scales: list[float]) -> dict:
     from rtdetr_deploy.agreement import compare_detections
     from rtdetr_deploy.eval.evaluate import evaluate_models, load_eval_data
     from rtdetr_deploy.export.config import ExportConfig
@@ -93,30 +95,24 @@ def measure(name: str, checkpoint: Path, sampling: str, data_root: Path, wrong_s
 
     folder = Path(tempfile.mkdtemp(prefix=f"calib-{name}-"))
     result = export(ExportConfig(weights=checkpoint, out_dir=folder, sampling=sampling), verbose=False)
-    paths = {"fp32": result.onnx, **write_variants(result.onnx, data_root / "images" / "train", folder, wrong_scale)}
+    paths = {"fp32": result.onnx, **write_variants(result.onnx, data_root / "images" / "train", folder, wrong_scales)}
     scores = evaluate_models(list(paths.values()), load_eval_data(data_root), progress=False)
-    images = verification_images(None)
-    pixels, sizes = file_inputs(result.onnx, images)
-    reference = run_graph(result.onnx, pixels, sizes, batch=(1, 1, 1))
+    scenes = {count: file_inputs(result.onnx, verification_images(None, count=count)) for count in (4, 16)}
+    references = {count: run_graph(result.onnx, *inputs, batch=(1, 1, 1)) for count, inputs in scenes.items()}
     rows = {}
     for (variant, path), score in zip(paths.items(), scores, strict=True):
-        outputs = run_graph(path, pixels, sizes, batch=(1, 1, 1))
-        kept = {c: kept_ap(reference, outputs, confidence=c) for c in (0.3, 0.5)}
-        matched = compare_detections(reference, outputs, topn=100, margin=0.05)
-        rows[variant] = {
-            "AP": score.metrics["AP"],
-            "delta_AP": score.metrics["AP"] - scores[0].metrics["AP"],
-            "kept_AP": {str(c): k["AP"] for c, k in kept.items()},
-            "kept_AP50": {str(c): k["AP50"] for c, k in kept.items()},
-            "pseudo_objects": {str(c): k["pseudo_objects"] for c, k in kept.items()},
-            "matched_decided": matched["matched"],
-        }
-        print(
-            f"{name:<14} {variant:<40} AP {score.metrics['AP']:.4f} dAP {rows[variant]['delta_AP']:+.4f}  kept AP "
-            + " ".join(f"@{c}: {k['AP']:.3f} ({k['pseudo_objects']})" for c, k in kept.items())
-            + f"  matched {matched['matched']}",
-            flush=True,
-        )
+        row = {"AP": score.metrics["AP"], "delta_AP": score.metrics["AP"] - scores[0].metrics["AP"]}
+        for count, inputs in scenes.items():
+            outputs = run_graph(path, *inputs, batch=(1, 1, 1))
+            for confidence in (0.3, 0.5):
+                kept = kept_ap(references[count], outputs, confidence=confidence)
+                row[f"kept_AP@{confidence}/{count}"] = kept["AP"]
+                row[f"pseudo_objects@{confidence}/{count}"] = kept["pseudo_objects"]
+            row[f"matched_decided/{count}"] = compare_detections(references[count], outputs, topn=100, margin=0.05)[
+                "matched"
+            ]
+        rows[variant] = row
+        print(f"{name:<14} {variant:<40} " + " ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
     return {"checkpoint": str(checkpoint), "sampling": sampling, "variants": rows}
 
 

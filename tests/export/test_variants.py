@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
+from helpers import broken_int8_value_proj  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from rtdetr_deploy import load_model  # noqa: E402
@@ -116,3 +117,37 @@ def test_fp16_index_arithmetic_is_refused(trained) -> None:
     assert not report["passed"]
     text = "; ".join(report["failures"])
     assert "FP16 keeps only" in text and "decided top detections" in text, text
+
+
+@pytest.fixture(scope="module")
+def int8_variants(trained):
+    """The trained model's INT8 probe for ONNX Runtime as the exporter makes it, and two broken ones: without the
+    FP32 islands, and with the decoder value projection's weights dequantized at twice their scale."""
+    from unittest import mock
+
+    from rtdetr_deploy.export import quantize
+
+    folder, probe, _, _ = trained
+    calib = read_image_folder(ensure_synthetic().train_images, limit=32)
+    good = quantize.quantize_int8(probe.path, folder / "int8.probe.onnx", calib, target="onnxruntime")
+    with mock.patch.object(quantize, "fp32_islands", lambda model: set()):
+        no_islands = quantize.quantize_int8(probe.path, folder / "no-islands.probe.onnx", calib, target="onnxruntime")
+    wrong_scale = broken_int8_value_proj(good, folder / "wrong-scale.probe.onnx", factor=2.0)
+    return {"good": good, "no_islands": no_islands, "wrong_scale": wrong_scale}
+
+
+def test_int8_at_no_labelled_loss_passes_the_label_free_rule(trained, int8_variants) -> None:
+    _, probe, _, images = trained
+    good = int8_variants["good"]
+    report = check_variant(probe, good, _published(good), images, precision="int8", rules=VARIANT_RULES["int8"])
+    assert report["rule"].startswith("kept AP"), report["rule"]
+    assert report["passed"], report["failures"]
+
+
+@pytest.mark.parametrize("broken", ["no_islands", "wrong_scale"])
+def test_broken_int8_is_refused_by_the_label_free_rule(trained, int8_variants, broken) -> None:
+    _, probe, _, images = trained
+    path = int8_variants[broken]
+    report = check_variant(probe, path, _published(path), images, precision="int8", rules=VARIANT_RULES["int8"])
+    assert not report["passed"]
+    assert "INT8 keeps AP" in report["failures"][0] and "label-free rule" in report["failures"][0]
