@@ -33,7 +33,7 @@ from .config import ExportConfig
 from .onnx_export import Probe, export_probe, op_census, strip_probe
 from .refusal import drop_refused, refusal_message, refused_variants
 from .swap import judge_swap
-from .variants import NOT_DECISIVE, VARIANT_RULES, check_variant
+from .variants import JUDGE_IMAGES, NOT_DECISIVE, VARIANT_RULES, check_variant
 from .verify import Tolerances, sampling_swap_report, verification_images, verify_against_pytorch
 
 __all__ = ["ExportResult", "export"]
@@ -148,10 +148,12 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
         if not verification["passed"]:
             raise ExportError("verification failed: " + "; ".join(verification["failures"]))  # type: ignore[arg-type]
         report: dict[str, object] = {"passed": True, "verification": verification, "op_census": census}
-        report["swap"] = sampling_swap_report(model, images, input_size=metadata.input_size)
-        variants = _write_variants(config, probe, staging, stem, images, steps)
+        # Kept AP needs more objects than verification: the lossy judgements run on more images.
+        judged = verification_images(config.verify_images, count=JUDGE_IMAGES)
+        report["swap"] = sampling_swap_report(model, judged, input_size=metadata.input_size)
+        variants = _write_variants(config, probe, staging, stem, judged, steps)
         report["variants"] = {variant: variant_report for variant, (_, variant_report) in variants.items()}
-        irs = _write_openvino(config, probe, staging, stem, images, steps)
+        irs = _write_openvino(config, probe, staging, stem, judged, steps)
         if irs:
             report["openvino"] = {variant: ir_report for variant, (_, ir_report) in irs.items()}
         if config.fuse_preprocess:

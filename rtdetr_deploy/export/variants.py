@@ -34,7 +34,7 @@ from .graphs import decision_pairs, run_graph
 from .kept_ap import kept_ap
 from .onnx_export import OUTPUT_NAMES, Probe
 
-__all__ = ["ONNXRUNTIME", "VARIANT_RULES", "GraphRunner", "VariantRules", "check_variant"]
+__all__ = ["JUDGE_IMAGES", "ONNXRUNTIME", "VARIANT_RULES", "GraphRunner", "VariantRules", "check_variant"]
 
 
 @dataclass(frozen=True)
@@ -61,13 +61,23 @@ class VariantRules:
     confidence: float = 0.5
 
 
+# Calibrated on INT8 variants of the shipped tiny whose labelled AP loss is known (benchmarks/results/
+# acceptance_calibration.json): exports at no loss keep >= 0.85 on 16 scenes, a value projection dequantized at
+# 1.5x its scale (-0.04 AP) keeps 0.64, at 2x (-0.08 AP) 0.48.
+MIN_KEPT_AP_INT8 = 0.75
+
 VARIANT_RULES = {
     "fp32": VariantRules(margin=1e-3, min_matched=0.99, raw_logits=1e-3, judge_raw=True, max_ap_drop=0.001),
     "bf16": VariantRules(margin=0.05, min_matched=0.95, raw_logits=0.1, judge_raw=True, max_ap_drop=0.01),
     "fp16": VariantRules(margin=0.02, min_matched=0.99, raw_logits=0.05, judge_raw=True, max_ap_drop=0.005),
-    "int8": VariantRules(margin=0.05, min_matched=0.9, raw_logits=0.5, judge_raw=False, max_ap_drop=0.02),
+    "int8": VariantRules(
+        margin=0.05, min_matched=0.9, raw_logits=0.5, judge_raw=False, max_ap_drop=0.02, min_kept_ap=MIN_KEPT_AP_INT8
+    ),
 }
 MIN_DECIDED = 10
+# Images the export judges variants (and the sampling swap) on: 16 generated scenes hold about 100 confident
+# detections of a trained model, where the 4 of verification hold about 30 and move the kept AP by a few 0.01.
+JUDGE_IMAGES = 16
 
 
 @dataclass(frozen=True)
