@@ -17,9 +17,28 @@ import numpy as np
 
 from ..coco import coco_box_map
 
-__all__ = ["kept_ap", "pseudo_ground_truth"]
+__all__ = ["NOISE_LEVELS", "kept_ap", "perturbed", "pseudo_ground_truth"]
 
 MAX_DETECTIONS = 100
+# Input noise of the noise floor: uniform integer grey levels in [-NOISE_LEVELS, NOISE_LEVELS] (invisible; less
+# than what JPEG compression changes).
+NOISE_LEVELS = 2
+
+
+def perturbed(images_bgr: Sequence[np.ndarray], *, levels: int = NOISE_LEVELS, seed: int = 0) -> list[np.ndarray]:
+    """The images with uniform integer noise in ``[-levels, levels]`` added to every pixel (clipped to uint8), the
+    same noise for the same ``seed``.
+
+    The *noise floor* of a reference model is the kept AP of its own detections on these images: how reproducible
+    its confident detections are under a change that costs no accuracy. A model whose detections sit near its
+    decision boundaries (e.g. weights trained with bilinear sampling, run with discrete sampling) has a low floor,
+    and any lossy variant of it moves as much.
+    """
+    rng = np.random.default_rng(seed)
+    return [
+        np.clip(image.astype(np.int16) + rng.integers(-levels, levels + 1, image.shape), 0, 255).astype(np.uint8)
+        for image in images_bgr
+    ]
 
 
 def _triplet(outputs: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -267,8 +267,9 @@ def _variant_line(report: dict) -> str:
     if kept is not None and report["rule"].startswith("kept AP"):
         status = "passed" if report["passed"] else "REFUSED"
         return (
-            f"{status}: kept AP {kept['AP']:.3f} against FP32's {kept['pseudo_objects']} confident detections "
-            f"(label-free rule: >= {kept['min_kept_ap']:g})"
+            f"{status}: kept AP {kept['AP']:.3f} against FP32's {kept['pseudo_objects']} confident detections, "
+            f"{kept['relative']:.0%} of FP32's noise floor {kept['noise_floor']:.3f} (label-free rule: >= "
+            f"{kept['min_relative']:.0%})"
         )
     if detections["matched"] is None or report["rule"] == NOT_DECISIVE:
         raw = report["raw"]
