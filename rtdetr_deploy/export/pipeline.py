@@ -1,9 +1,10 @@
 """The export pipeline: load -> trace -> check -> simplify -> verify -> precision -> (accuracy) -> build.
 
 Every file is produced in a staging folder inside the output folder and moved into place only once the
-whole export has succeeded, so a failed or interrupted export leaves the folder as it was. Each graph is
-traced and checked as a probe (``onnx_export``); the published file is the verified probe without its extra
-outputs, and each precision variant is derived from the FP32 probe the same way.
+whole export has succeeded, so a failed or interrupted export leaves the folder as it was. A precision variant
+that fails its rule is the exception: it is refused alone (``refusal``), and the verified files are published.
+Each graph is traced and checked as a probe (``onnx_export``); the published file is the verified probe without
+its extra outputs, and each precision variant is derived from the FP32 probe the same way.
 """
 
 from __future__ import annotations
