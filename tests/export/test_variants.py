@@ -1,6 +1,7 @@
 """A precision variant is judged against FP32 on trained weights: the FP16 graph with its FP32 islands passes, the
 same graph with the discrete-index arithmetic rounded through FP16 (the island removed where it matters) is
-refused, with a message naming the lost detections."""
+refused, with a message naming the lost detections; INT8 as the exporter makes it passes the label-free kept-AP
+rule, and INT8 with a wrong dequantization scale in the decoder is refused by it."""
 
 from __future__ import annotations
 
@@ -121,19 +122,17 @@ def test_fp16_index_arithmetic_is_refused(trained) -> None:
 
 @pytest.fixture(scope="module")
 def int8_variants(trained):
-    """The trained model's INT8 probe for ONNX Runtime as the exporter makes it, and two broken ones: without the
-    FP32 islands, and with the decoder value projection's weights dequantized at twice their scale."""
-    from unittest import mock
-
-    from rtdetr_deploy.export import quantize
+    """The trained model's INT8 probe for ONNX Runtime as the exporter makes it, and a broken one: the decoder value
+    projection's weights dequantized at twice their scale (0.06 to 0.08 AP lost on the trained references,
+    ``benchmarks/results/acceptance_calibration.json``). INT8 without the FP32 islands costs them at most 0.012
+    AP, inside the labelled gate, and is accepted alike."""
+    from rtdetr_deploy.export.quantize import quantize_int8
 
     folder, probe, _, _ = trained
     calib = read_image_folder(ensure_synthetic().train_images, limit=32)
-    good = quantize.quantize_int8(probe.path, folder / "int8.probe.onnx", calib, target="onnxruntime")
-    with mock.patch.object(quantize, "fp32_islands", lambda model: set()):
-        no_islands = quantize.quantize_int8(probe.path, folder / "no-islands.probe.onnx", calib, target="onnxruntime")
+    good = quantize_int8(probe.path, folder / "int8.probe.onnx", calib, target="onnxruntime")
     wrong_scale = broken_int8_value_proj(good, folder / "wrong-scale.probe.onnx", factor=2.0)
-    return {"good": good, "no_islands": no_islands, "wrong_scale": wrong_scale}
+    return {"good": good, "wrong_scale": wrong_scale}
 
 
 def test_int8_at_no_labelled_loss_passes_the_label_free_rule(trained, int8_variants) -> None:
@@ -144,10 +143,9 @@ def test_int8_at_no_labelled_loss_passes_the_label_free_rule(trained, int8_varia
     assert report["passed"], report["failures"]
 
 
-@pytest.mark.parametrize("broken", ["no_islands", "wrong_scale"])
-def test_broken_int8_is_refused_by_the_label_free_rule(trained, int8_variants, broken) -> None:
+def test_broken_int8_is_refused_by_the_label_free_rule(trained, int8_variants) -> None:
     _, probe, _, images = trained
-    path = int8_variants[broken]
+    path = int8_variants["wrong_scale"]
     report = check_variant(probe, path, _published(path), images, precision="int8", rules=VARIANT_RULES["int8"])
     assert not report["passed"]
     assert "INT8 keeps AP" in report["failures"][0] and "label-free rule" in report["failures"][0]
