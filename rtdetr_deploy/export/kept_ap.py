@@ -15,11 +15,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..agreement import box_iou_xyxy
 from ..coco import coco_box_map
 
-__all__ = ["NOISE_LEVELS", "kept_ap", "perturbed", "pseudo_ground_truth"]
+__all__ = ["DUPLICATE_IOU", "NOISE_LEVELS", "duplicate_share", "kept_ap", "perturbed", "pseudo_ground_truth"]
 
 MAX_DETECTIONS = 100
+# Two confident detections overlapping this much (of any class) are duplicates: a trained NMS-free detector (one
+# query per object, one class per query) makes next to none, untrained weights make them everywhere.
+DUPLICATE_IOU = 0.7
 # Input noise of the noise floor: uniform integer grey levels in [-NOISE_LEVELS, NOISE_LEVELS] (invisible; less
 # than what JPEG compression changes).
 NOISE_LEVELS = 2
@@ -88,6 +92,27 @@ def pseudo_ground_truth(
         "annotations": annotations,
         "categories": [{"id": c, "name": str(c - 1)} for c in categories],
     }
+
+
+def duplicate_share(
+    reference: Mapping[str, np.ndarray] | Sequence[np.ndarray], *, confidence: float, iou: float = DUPLICATE_IOU
+) -> float:
+    """Share of the reference's confident detections that overlap a better-scoring confident detection (of any
+    class) in the same image with IoU >= ``iou`` (0 when there is none).
+
+    A reference full of duplicates is no pseudo ground truth (each object would count several times, and a
+    box moved by a pixel swaps its matches): its kept AP says nothing about the variant.
+    """
+    labels, boxes, scores = _triplet(reference)
+    duplicates = total = 0
+    for image in range(labels.shape[0]):
+        keep = np.flatnonzero(scores[image] >= confidence)
+        keep = keep[np.argsort(-scores[image][keep], kind="stable")]
+        overlaps = box_iou_xyxy(boxes[image][keep], boxes[image][keep])
+        earlier = np.tril(np.ones(overlaps.shape, dtype=bool), k=-1)
+        duplicates += int(((overlaps >= iou) & earlier).any(axis=1).sum())
+        total += len(keep)
+    return duplicates / total if total else 0.0
 
 
 def kept_ap(

@@ -31,7 +31,7 @@ from ..metadata import ModelMetadata
 from ..runtime.onnxruntime_backend import read_onnx_metadata
 from ..runtime.preprocess import preprocess
 from .graphs import decision_pairs, run_graph
-from .kept_ap import NOISE_LEVELS, kept_ap, perturbed
+from .kept_ap import NOISE_LEVELS, duplicate_share, kept_ap, perturbed
 from .onnx_export import OUTPUT_NAMES, Probe
 
 __all__ = ["JUDGE_IMAGES", "ONNXRUNTIME", "VARIANT_RULES", "GraphRunner", "VariantRules", "check_variant"]
@@ -75,6 +75,9 @@ VARIANT_RULES = {
     ),
 }
 MIN_DECIDED = 10
+# Share of duplicate confident detections (``kept_ap.duplicate_share``) above which FP32's detections are no
+# pseudo ground truth (untrained weights) and the decided ranking judges instead.
+MAX_DUPLICATES = 0.2
 # Images the export judges variants (and the sampling swap) on: 16 generated scenes hold about 100 confident
 # detections of a trained model, where the 4 of verification hold about 30 and move the kept AP by a few 0.01.
 JUDGE_IMAGES = 16
@@ -163,7 +166,7 @@ def check_variant(
     count = len(fp32.decisions)
     report: dict[str, object] = {
         "precision": precision,
-        "rule": _rule_name(rules, agreement["compared"], kept["pseudo_objects"] if kept["relative"] is not None else 0),
+        "rule": _rule_name(rules, agreement["compared"], kept),
         "kept_ap": kept,
         "detections": {
             "decided": agreement["compared"],
@@ -213,6 +216,7 @@ def _kept_report(
     relative = kept["AP"] / floor if kept["AP"] is not None and floor else None
     return {
         **kept,
+        "duplicates": duplicate_share(reference, confidence=rules.confidence),
         "noise_floor": floor,
         "noise_levels": NOISE_LEVELS,
         "relative": relative,
@@ -220,11 +224,13 @@ def _kept_report(
     }
 
 
-def _rule_name(rules: VariantRules, decided: int, pseudo_objects: int) -> str:
-    """What decides: the kept AP, the decided ranking, or (nothing decided) the raw outputs."""
-    if rules.min_kept_ap is not None and pseudo_objects >= MIN_DECIDED:
+def _rule_name(rules: VariantRules, decided: int, kept: dict) -> str:
+    """What decides: the kept AP (FP32 has enough confident detections, and they look like a trained detector's:
+    few duplicates), else the decided ranking, or (nothing decided) the raw outputs."""
+    pseudo_truth = kept["relative"] is not None and kept["duplicates"] <= MAX_DUPLICATES
+    if rules.min_kept_ap is not None and kept["pseudo_objects"] >= MIN_DECIDED and pseudo_truth:
         return KEPT_AP_RULE.format(min_kept_ap=rules.min_kept_ap, confidence=rules.confidence)
-    if rules.min_kept_ap is None and decided >= MIN_DECIDED:
+    if decided >= MIN_DECIDED:
         return f"decided ranking (score margin {rules.margin:g})"
     return NOT_DECISIVE
 

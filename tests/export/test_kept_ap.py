@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("faster_coco_eval")
 
-from rtdetr_deploy.export.kept_ap import kept_ap, pseudo_ground_truth  # noqa: E402
+from rtdetr_deploy.export.kept_ap import duplicate_share, kept_ap, pseudo_ground_truth  # noqa: E402
 
 
 def _outputs(rows: list[tuple[int, list[float], float]]) -> dict[str, np.ndarray]:
@@ -68,3 +68,12 @@ def test_a_false_positive_ranked_first_costs_precision() -> None:
 def test_nothing_confident_is_not_decisive() -> None:
     result = kept_ap(REFERENCE, REFERENCE, confidence=0.95)
     assert result["pseudo_objects"] == 0 and result["AP"] is None
+
+
+def test_duplicates_are_confident_boxes_over_a_better_one_of_any_class() -> None:
+    """Untrained weights put several classes on one box; a trained NMS-free detector does not. IoU of the second
+    box with the first: 9500 / 10000 = 0.95."""
+    assert duplicate_share(REFERENCE, confidence=0.5) == 0.0
+    stacked = _outputs([(0, [0, 0, 100, 100], 0.9), (1, [0, 0, 100, 95], 0.8), (2, [200, 200, 300, 260], 0.7)])
+    assert duplicate_share(stacked, confidence=0.5) == pytest.approx(1 / 3)
+    assert duplicate_share(stacked, confidence=0.85) == 0.0
