@@ -1,11 +1,13 @@
 """Precision variants (FP16 with FP32 islands, Q/DQ INT8) checked against the verified FP32 graph.
 
-Both graphs run in ONNX Runtime on the CPU on the same inputs. A lossy variant (INT8, BF16) is judged by its
-*kept AP* (``kept_ap``): the COCO AP of its detections against FP32's confident detections as pseudo ground
-truth, a smooth measure of the detection quality it keeps, with a threshold calibrated on variants whose
-labelled AP loss is known (``benchmarks/acceptance_calibration.py``, ``docs/precision-acceptance.md``). FP16,
-whose error is small, and FP32 on another runtime are judged on their top detections where the FP32 ranking is
-decided (score gaps larger than the precision's margin, see ``agreement``); the kept AP is reported for them.
+Both graphs run in ONNX Runtime on the CPU on the same inputs. INT8 is judged by its *kept AP* (``kept_ap``):
+the COCO AP of its detections against FP32's confident detections as pseudo ground truth, a smooth measure of
+the detection quality it keeps, as a share of FP32's noise floor (FP32's own kept AP under invisible input
+noise), with a threshold calibrated on variants whose labelled AP loss is known
+(``benchmarks/acceptance_calibration.py``, ``docs/precision-acceptance.md``). FP16 and BF16, whose errors are
+smaller, FP32 on another runtime, and INT8 where FP32's detections are no pseudo ground truth (too few, or
+duplicates), are judged on their top detections where the FP32 ranking is decided (score gaps larger than the
+precision's margin, see ``agreement``); the kept AP is reported for all.
 When nothing is decided (untrained weights score everything alike, and the query selections of the two runs
 then differ, so their decoder outputs cannot be paired), FP16 is judged on its raw outputs instead: the
 encoder's class scores at every position (the values of the query selection, dense and before any decision)
