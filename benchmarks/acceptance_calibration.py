@@ -107,7 +107,7 @@ def measure(name: str, checkpoint: Path, sampling: str, data_root: Path, wrong_s
         for count, im in scenes.items()
     }
     floors = {
-        (count, confidence): kept_ap(references[count], noisy[count], confidence=confidence)["AP"]
+        (count, confidence): kept_ap(references[count], noisy[count], confidence=confidence).ap
         for count in scenes
         for confidence in (0.3, 0.5)
     }
@@ -118,9 +118,9 @@ def measure(name: str, checkpoint: Path, sampling: str, data_root: Path, wrong_s
             outputs = run_graph(path, *file_inputs(path, images), batch=(1, 1, 1))
             for confidence in (0.3, 0.5):
                 kept = kept_ap(references[count], outputs, confidence=confidence)
-                row[f"kept_AP@{confidence}/{count}"] = kept["AP"]
-                row[f"relative@{confidence}/{count}"] = kept["AP"] / floors[count, confidence]
-                row[f"pseudo_objects@{confidence}/{count}"] = kept["pseudo_objects"]
+                row[f"kept_AP@{confidence}/{count}"] = kept.ap
+                row[f"relative@{confidence}/{count}"] = kept.ap / floors[count, confidence]
+                row[f"pseudo_objects@{confidence}/{count}"] = kept.pseudo_objects
             row[f"matched_decided/{count}"] = compare_detections(references[count], outputs, topn=100, margin=0.05)[
                 "matched"
             ]

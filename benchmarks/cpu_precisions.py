@@ -11,9 +11,9 @@ the share of the CPUs other processes used while timing (``CpuContention``), and
 Random weights by default (speed does not depend on them); ``--weights`` exports a trained checkpoint instead,
 and ``--eval-data`` then adds the COCO AP of every file (the export's AP gates) to the report.
 
-    python benchmarks/cpu_precisions.py                       # 30 runs each (the figures)
-    python benchmarks/cpu_precisions.py --runs 5 --warmup 2   # a smoke run
-    python benchmarks/cpu_precisions.py --weights best.pth --eval-data data/coco --calib data/coco/images/train
+    python -m benchmarks.cpu_precisions                       # 30 runs each (the figures)
+    python -m benchmarks.cpu_precisions --runs 5 --warmup 2   # a smoke run
+    python -m benchmarks.cpu_precisions --weights best.pth --eval-data data/coco --calib data/coco/images/train
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from rtdetr_deploy.bench.device import describe_device
 from rtdetr_deploy.bench.report import device_line, other_cpu
 from rtdetr_deploy.bench.stats import summarize
 from rtdetr_deploy.bench.timing import CpuContention
+from rtdetr_deploy.export.report import AccuracyGate, ExportReport
 from rtdetr_deploy.runtime import OpenVinoBackend, OrtBackend
 from rtdetr_deploy.runtime.preprocess import preprocess
 from rtdetr_deploy.tables import markdown_table
@@ -178,9 +179,15 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _record(case: tuple[str, str, str, str], path: Path, backend: Any, seconds: list[float], report: dict) -> dict:
+def _accuracy(gate: AccuracyGate) -> dict[str, float]:
+    return {"AP": gate.ap, "AP50": gate.metrics["AP50"], "delta_AP": gate.delta_ap}
+
+
+def _record(
+    case: tuple[str, str, str, str], path: Path, backend: Any, seconds: list[float], report: ExportReport
+) -> dict:
     label, name, precision, variant = case
-    gates = (report.get("accuracy") or {}).get("gates", {})
+    gates = report.accuracy.gates if report.accuracy is not None else {}
     return {
         "label": label,
         "backend": name,
@@ -189,7 +196,7 @@ def _record(case: tuple[str, str, str, str], path: Path, backend: Any, seconds: 
         "description": backend.description,
         "inference_precision": getattr(backend, "inference_precision", None),
         "latency": summarize(seconds).as_dict(),
-        "accuracy": {k: gates[variant][k] for k in ("AP", "AP50", "delta_AP")} if variant in gates else None,
+        "accuracy": _accuracy(gates[variant]) if variant in gates else None,
     }
 
 
@@ -239,10 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"runs": args.runs, "warmup": args.warmup, "order": "round-robin", "threads": args.threads},
         "other_cpu_share": contention.other_share,
         "export_seconds": export_s,
-        "verification_passed": {
-            variant: r["passed"]
-            for variant, r in {**export_report["variants"], **export_report.get("openvino", {})}.items()
-        },
+        "verification_passed": {variant: r.passed for variant, r in export_report.all_variants().items()},
         "results": records,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

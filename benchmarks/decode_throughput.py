@@ -1,7 +1,7 @@
 """Decoding alone: frames per second of each decoder at each thread count, on a generated 1280x720 H.264 clip.
 
-    python benchmarks/decode_throughput.py                      # writes benchmarks/results/decode_throughput_cpu.json
-    python benchmarks/decode_throughput.py --threads 1,2,4,8,0 --frames 600 --json out.json
+    python -m benchmarks.decode_throughput                      # writes benchmarks/results/decode_throughput_cpu.json
+    python -m benchmarks.decode_throughput --threads 1,2,4,8,0 --frames 600 --json out.json
 
 Each measurement is ``rtdetr_deploy.bench.throughput.measure_decode``: the source's decoder, with its threads,
 reading BGR frames and nothing else, after 8 untimed frames. Thread count 0 lets FFmpeg choose (one per core).
@@ -31,6 +31,7 @@ from rtdetr_deploy.bench.device import describe_device
 from rtdetr_deploy.bench.throughput import measure_decode
 from rtdetr_deploy.bench.timing import CpuContention
 from rtdetr_deploy.runtime.decoders import DecoderConfig
+from rtdetr_deploy.runtime.sinks import VideoWriter
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -53,10 +54,9 @@ def write_h264_clip(path: Path, *, frames: int, size_wh: tuple[int, int] = (1280
     try:
         import av
     except ImportError:
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size_wh)
-        for i in range(frames):
-            writer.write(frame(i))
-        writer.release()
+        with VideoWriter(path, fps=fps, size_wh=size_wh) as writer:
+            for i in range(frames):
+                writer.write(frame(i))
         return "mpeg4 (mp4v: PyAV, needed for H.264, is not installed)"
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)

@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["GOALS", "evaluate_goals", "CLOSE_TO_PEAK"]
 
-# The issue asks for ONNX Runtime FP32 "close to this CPU's limit"; we call at least this fraction close.
+# ONNX Runtime FP32 should run close to what this CPU can do in FP32 matmuls; "close" means at least this fraction.
 CLOSE_TO_PEAK = 0.7
 INT8_MIN_SPEEDUP = 2.0
 INT8_MIN_MATCHED = 0.95

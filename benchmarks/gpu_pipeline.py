@@ -1,12 +1,12 @@
 """Does the video pipeline keep up with the GPU? Decode alone, inference alone and the pipeline, at batch 1 and 8.
 
-    PYTHONPATH=. python3 benchmarks/gpu_pipeline.py --out benchmarks/results        # on a CUDA machine, ~5-8 min
+    python -m benchmarks.gpu_pipeline --out benchmarks/results        # on a CUDA machine, ~5-8 min
 
 On a device machine without network, carry a PyAV wheel for H.264 and the pyav decoder (without it the clip is
 MPEG-4 part 2 and only OpenCV decodes, which the JSON records)::
 
     pip download av --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d .whl
-    run: pip install --no-index .whl/av-*.whl; PYTHONPATH=. python3 benchmarks/gpu_pipeline.py --out $OUT
+    run: pip install --no-index .whl/av-*.whl; python -m benchmarks.gpu_pipeline --out $OUT
 
 What it does, on a generated 1280x720 H.264 clip (``decode_throughput.write_h264_clip``) and RT-DETRv2 r18vd at
 640x640 with random weights (speed does not depend on the weight values) on the torch backend in FP16:
@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from decode_throughput import write_h264_clip
 
+from benchmarks.decode_throughput import write_h264_clip
 from rtdetr_deploy.agreement import compare_detections
 from rtdetr_deploy.bench.device import describe_device
 from rtdetr_deploy.bench.throughput import bound_line, measure_decode, measure_stage_rates

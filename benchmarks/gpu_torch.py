@@ -1,44 +1,33 @@
-"""PyTorch GPU paths of RT-DETRv2: eager FP32, eager FP16 and FP16 with CUDA-graph replay.
+"""How fast the PyTorch model itself runs on a GPU: eager FP32, eager FP16, and FP16 replayed as a CUDA graph.
 
-Measures the model alone (no pre/post-processing) on random input, for each preset x batch x sampling, with
-CUDA-event timing after warm-up, and writes the results with a description of the device.
+The goal is to know what the torch backend can reach before any pre- or post-processing: each preset x batch x
+sampling runs on random input (speed does not depend on the values), timed by the package's bench API
+(``rtdetr_deploy.bench.timing.time_calls`` with ``torch.cuda.synchronize`` around every call, after warm-up;
+``stats.summarize`` for the percentiles) and written with ``bench.device.describe_device``.
 
-    python benchmarks/gpu_torch.py --presets r18vd --batch 1,8 --iters 200 --json benchmarks/results/gpu_torch.json
+    python -m benchmarks.gpu_torch --presets r18vd --batch 1,8 --iters 200 --json benchmarks/results/gpu_torch.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from rtdetr_deploy.bench.device import describe_device
+from rtdetr_deploy.bench.report import device_line
+from rtdetr_deploy.bench.stats import summarize
+from rtdetr_deploy.bench.timing import time_calls
 from rtdetr_deploy.models import build_model, get_preset
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def _time(fn, *, warmup: int, iters: int) -> list[float]:  # noqa: ANN001
-    """Per-iteration latency in milliseconds, each iteration bracketed by CUDA events."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    latencies = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        latencies.append(start.elapsed_time(end))
-    return latencies
+def _latencies(fn: Callable[[], object], *, warmup: int, iters: int) -> list[float]:
+    """Seconds per call of ``fn``, the GPU synchronised before and after each."""
+    return time_calls(fn, warmup=warmup, iters=iters, synchronize=torch.cuda.synchronize)
 
 
 def _graphed(model: torch.nn.Module, static_input: torch.Tensor):  # noqa: ANN202
@@ -63,46 +52,16 @@ def bench_case(preset: str, batch: int, sampling: str, *, warmup: int, iters: in
     rows = []
 
     def record(mode: str, latencies: list[float]) -> None:
-        rows.append(
-            {
-                "preset": preset,
-                "batch": batch,
-                "sampling": sampling,
-                "mode": mode,
-                "iters": iters,
-                "warmup": warmup,
-                "mean_ms": statistics.fmean(latencies),
-                "p50_ms": _percentile(latencies, 50),
-                "p90_ms": _percentile(latencies, 90),
-                "p99_ms": _percentile(latencies, 99),
-                "min_ms": min(latencies),
-                "std_ms": statistics.pstdev(latencies),
-                "images_per_s": batch * 1000.0 / statistics.fmean(latencies),
-            }
-        )
+        stats = summarize(latencies, batch=batch).as_dict()
+        rows.append({"preset": preset, "batch": batch, "sampling": sampling, "mode": mode, "warmup": warmup, **stats})
 
     with torch.no_grad():
-        record("eager fp32", _time(lambda: model(images), warmup=warmup, iters=iters))
+        record("eager fp32", _latencies(lambda: model(images), warmup=warmup, iters=iters))
         half, half_images = model.half(), images.half()
-        record("eager fp16", _time(lambda: half(half_images), warmup=warmup, iters=iters))
+        record("eager fp16", _latencies(lambda: half(half_images), warmup=warmup, iters=iters))
     replay, _ = _graphed(half, half_images)
-    record("fp16 + CUDA graph", _time(replay, warmup=warmup, iters=iters))
+    record("fp16 + CUDA graph", _latencies(replay, warmup=warmup, iters=iters))
     return rows
-
-
-def device_description() -> dict[str, object]:
-    props = torch.cuda.get_device_properties(0)
-    return {
-        "gpu": props.name,
-        "compute_capability": f"{props.major}.{props.minor}",
-        "memory_gib": round(props.total_memory / 2**30, 1),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version(),
-        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-        "python": platform.python_version(),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,15 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        print("gpu_torch.py: no CUDA device", file=sys.stderr)
+        print("benchmarks.gpu_torch: no CUDA device", file=sys.stderr)
         return 1
     rows = []
     for preset in args.presets.split(","):
         for batch in (int(b) for b in args.batch.split(",")):
             for sampling in args.sampling.split(","):
                 rows += bench_case(preset, batch, sampling, warmup=args.warmup, iters=args.iters)
-    device = device_description()
-    print(f"{device['gpu']}, torch {device['torch']}, CUDA {device['cuda']}; model only, random input\n")
+    device = describe_device("cuda:0")
+    print(f"{device_line(device)}; model only, random input\n")
     print("| preset | batch | sampling | mode | p50 ms | p99 ms | images/s | vs eager fp32 |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:

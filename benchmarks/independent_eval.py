@@ -6,7 +6,7 @@ any deploy script would use it: images read with OpenCV, converted to RGB, resiz
 ``boxes`` and ``scores`` are mapped back to the category ids through the model's ``category_ids`` metadata
 (the one fact a deploy script must be told) and scored by pycocotools.
 
-    python benchmarks/independent_eval.py model.onnx annotations.json images_dir
+    python -m benchmarks.independent_eval model.onnx annotations.json images_dir
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ Three measurements, each written to ``benchmarks/results/int8_analysis_<tag>.jso
    integer kernels (QLinear*, QGemm, MatMulInteger*) against float ones and the Q/DQ conversions between them;
 3. the operator census of the graph ONNX Runtime actually runs (``SessionOptions.optimized_model_filepath``).
 
-    python benchmarks/int8_analysis.py --tag r18_profile                       # profile of R18 at 640
-    python benchmarks/int8_analysis.py --weights best.pth --imgsz 256 --eval-data synthetic --calib DIR --tag tiny
+    python -m benchmarks.int8_analysis --tag r18_profile                       # profile of R18 at 640
+    python -m benchmarks.int8_analysis --weights best.pth --imgsz 256 --eval-data synthetic --calib DIR --tag tiny
 """
 
 from __future__ import annotations

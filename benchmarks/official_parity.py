@@ -1,11 +1,11 @@
 """Record how closely our RT-DETRv2 matches transformers' port of the official model, for every size and sampling.
 
-The same comparison as ``tests/models/test_official_parity.py`` (random, well-scaled weights copied into
+The comparison ``tests/models/test_official_parity.py`` makes (``hf_parity``: random, well-scaled weights copied into
 ``RTDetrV2ForObjectDetection``; a 640x640 image; discrete sampling compared with the decisions held equal), run
 for all five official sizes and both samplings, written to ``benchmarks/results/official_parity.json``: the
 figures the README quotes.
 
-    python benchmarks/official_parity.py
+    python -m benchmarks.official_parity
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.hf_parity import hf_model, make_image, our_model
+from benchmarks.hf_reference import recording_hf_discrete_decisions
+from rtdetr_deploy.models.decisions import DecisionLog
+from rtdetr_deploy.models.presets import PRESETS
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "models"))
-
-from hf_reference import recording_hf_discrete_decisions  # noqa: E402
-from test_official_parity import PRESETS, hf_model, make_image, our_model  # noqa: E402
-
-from rtdetr_deploy.models.decisions import DecisionLog  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "official_parity.json"
 

@@ -1,16 +1,16 @@
-"""Regenerate the README's performance table from scratch: every figure in it comes from this script.
+"""Regenerate the performance table of benchmarks/README.md: every figure in it comes from this script.
 
-    python benchmarks/run_all.py               # CPU rows, on this machine (about 6-8 minutes on 2 cores)
-    python benchmarks/run_all.py --gpu         # GPU rows, on a CUDA machine (the torch backend; a few minutes)
-    python benchmarks/run_all.py --table-only  # rebuild the table from benchmarks/results/*.json
+    python -m benchmarks.run_all               # CPU rows, on this machine (about 6-8 minutes on 2 cores)
+    python -m benchmarks.run_all --gpu         # GPU rows, on a CUDA machine (the torch backend; a few minutes)
+    python -m benchmarks.run_all --table-only  # rebuild the table from benchmarks/results/*.json
 
 The CPU run builds RT-DETRv2-R18 (r18vd, 640x640) with random but non-trivial weights (no download: speed does
 not depend on the weight values, agreement figures do, see the notes), writes a 1280x720 test video, measures
 ONNX Runtime FP32 and INT8 in both sampling modes at batch 1 and 4 with the per-stage split and the video
 pipeline, PyTorch eager, and the CPU tuning choices (ONNX Runtime session options, preprocessing before/after,
 torch's thread count), then writes ``benchmarks/results/*.json|png|md`` and the table
-(``benchmarks/results/README_table.md``, also spliced into README.md between its markers). GPU rows come from
-``--gpu`` and from ``benchmarks/gpu_torch.py`` (model only), each recorded with its device description.
+(``benchmarks/results/README_table.md``, also spliced into benchmarks/README.md between its markers). GPU rows
+come from ``--gpu`` and from ``benchmarks/gpu_torch.py`` (model only), each recorded with its device description.
 """
 
 from __future__ import annotations
@@ -27,19 +27,20 @@ from typing import Any
 
 import cv2
 import numpy as np
-from goals import evaluate_goals
 
+from benchmarks.goals import evaluate_goals
 from rtdetr_deploy.bench.benchmark import run_benchmark
 from rtdetr_deploy.bench.compare import compare_results, overhead_rows
 from rtdetr_deploy.bench.config import BenchConfig
-from rtdetr_deploy.bench.device import describe_device
+from rtdetr_deploy.bench.device import describe_device, precision_isa
 from rtdetr_deploy.bench.report import device_line, other_cpu, write_json, write_markdown, write_plot
 from rtdetr_deploy.bench.timing import CpuContention
+from rtdetr_deploy.runtime.sinks import VideoWriter
 from rtdetr_deploy.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-README = ROOT / "README.md"
+README = ROOT / "benchmarks" / "README.md"
 TABLE_START, TABLE_END = "<!-- performance-table:start -->", "<!-- performance-table:end -->"
 PRESET, IMGSZ = "r18vd", (640, 640)
 
@@ -85,16 +86,13 @@ def write_video(path: Path, *, frames: int, size: tuple[int, int] = (1280, 720),
         for _ in range(12)
     ]
     colors = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in movers]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        raise OSError(f"OpenCV cannot write {path}")
-    for index in range(frames):
-        frame = background.copy()
-        for (x, y, dx, dy, side), color in zip(movers, colors, strict=True):
-            cx, cy = int((x + dx * index) % width), int((y + dy * index) % height)
-            cv2.rectangle(frame, (cx, cy), (cx + int(side), cy + int(side) // 2), color, -1)
-        writer.write(frame)
-    writer.release()
+    with VideoWriter(path, fps=fps, size_wh=size) as writer:
+        for index in range(frames):
+            frame = background.copy()
+            for (x, y, dx, dy, side), color in zip(movers, colors, strict=True):
+                cx, cy = int((x + dx * index) % width), int((y + dy * index) % height)
+                cv2.rectangle(frame, (cx, cy), (cx + int(side), cy + int(side) // 2), color, -1)
+            writer.write(frame)
     return path
 
 
@@ -324,7 +322,7 @@ def _machine(device: dict[str, Any]) -> str:
         return gpu.get("name", "GPU")
     cpu = device["cpu"]
     vm = ", VM" if cpu.get("virtual_machine") else ""
-    return f"{cpu['model']}, {cpu['physical_cores']} cores{vm}"
+    return f"{cpu['model']}, {cpu['physical_cores']} cores{vm}, {precision_isa(cpu.get('simd', []))}"
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -405,8 +403,8 @@ def build_table() -> str:
     lines = [
         f"RT-DETRv2-R18 ({PRESET}) at 640x640. Latency is per batch, inference alone (`backend.infer` on a prepared "
         "batch; warm-up first, CUDA synchronised); video FPS is the threaded decode -> preprocess -> infer -> "
-        "postprocess pipeline of `rtdetr-infer` on a 1280x720 clip. Regenerate with `python benchmarks/run_all.py` "
-        "(CPU rows), `--gpu` on a CUDA machine (GPU runtime rows) and `python benchmarks/gpu_torch.py` (GPU "
+        "postprocess pipeline of `rtdetr-infer` on a 1280x720 clip. Regenerate with `python -m benchmarks.run_all` "
+        "(CPU rows), `--gpu` on a CUDA machine (GPU runtime rows) and `python -m benchmarks.gpu_torch` (GPU "
         "model-only rows); details, per-stage splits and device descriptions are in `benchmarks/results/`. "
         "*other CPU* is the share of the machine's CPUs that other processes used while a row was measured "
         "(the 2-core machine is shared): rows measured beside other work are slower than the machine can do.",
@@ -513,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     table = build_table()
     (RESULTS / "README_table.md").write_text(table)
     print(table)
-    log("README.md table updated" if splice_readme(table) else "README.md has no table markers; not updated")
+    log("benchmarks/README.md table updated" if splice_readme(table) else "benchmarks/README.md has no table markers")
     return 0
 
 

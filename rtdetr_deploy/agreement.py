@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .contract import OUTPUT_NAMES
+
 __all__ = ["box_iou_xyxy", "compare_detections"]
 
 
@@ -34,7 +36,7 @@ def box_iou_xyxy(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
 
 def _as_triplet(outputs: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
     if isinstance(outputs, Mapping):
-        return tuple(np.asarray(outputs[key]) for key in ("labels", "boxes", "scores"))
+        return tuple(np.asarray(outputs[key]) for key in OUTPUT_NAMES)
     if len(outputs) != 3:
         raise ValueError(f"expected (labels, boxes, scores), got {len(outputs)} arrays")
     return tuple(np.asarray(a) for a in outputs)

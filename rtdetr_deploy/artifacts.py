@@ -1,4 +1,4 @@
-"""Names of the files an export writes, and which backend opens which file: one rule for every tool.
+"""Names of the files an export writes and of the model files the runtime reads: one rule for every tool.
 
 ``rtdetr-export best.pth`` writes, beside each other::
 
@@ -10,24 +10,22 @@
 
 A *variant* names one of these graphs; its precision is what the model's metadata records (``int8`` for both
 INT8 variants). The OpenVINO variants (``openvino-fp32``, ``openvino-bf16``, ``openvino-int8``) are
-``OPENVINO_VARIANTS``; an ``.xml`` runs on the ``openvino`` backend. Checkpoints (``.pth``, ``.safetensors``) and
-transformers model folders (a folder with a ``config.json``, written by ``save_pretrained``) run on the torch
-backend.
+``OPENVINO_VARIANTS``. Checkpoints are ``.pth`` and ``.safetensors`` files and transformers model folders (a
+folder with a ``config.json``, written by ``save_pretrained``). Which backend opens which file is the runtime's
+backend registry (``runtime.registry``).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 
 __all__ = [
-    "BACKEND_OF_SUFFIX",
+    "MODEL_FOLDER_FILE",
     "MODEL_SUFFIXES",
     "OPENVINO_PRECISIONS",
     "OPENVINO_VARIANTS",
     "VARIANTS",
-    "backend_for",
     "engine_path",
     "is_checkpoint",
     "is_model_folder",
@@ -42,17 +40,11 @@ __all__ = [
 
 # Variant -> tag between the stem and the suffix ("" for the FP32 graph).
 VARIANTS: dict[str, str] = {"fp32": "", "fp16": ".fp16", "int8": ".int8", "int8-cpu": ".int8-cpu"}
-BACKEND_OF_SUFFIX: dict[str, str] = {
-    ".onnx": "onnxruntime",
-    ".engine": "tensorrt",
-    ".pth": "torch",
-    ".safetensors": "torch",
-    ".xml": "openvino",
-}
 # OpenVINO IR precision -> variant (the tag is ".<variant>"); the weights are the .bin beside each .xml.
 OPENVINO_PRECISIONS = ("fp32", "bf16", "int8")
 OPENVINO_VARIANTS: dict[str, str] = {f"openvino-{precision}": precision for precision in OPENVINO_PRECISIONS}
-MODEL_SUFFIXES = tuple(BACKEND_OF_SUFFIX)
+# Suffixes of model files (lower case): exported graphs, engines and IRs, and checkpoints.
+MODEL_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors", ".xml")
 # The file that makes a folder a model: transformers' save_pretrained writes it beside the weights.
 MODEL_FOLDER_FILE = "config.json"
 # Longest tags first, so that "best.int8-cpu" is not read as "best.int8" plus "-cpu".
@@ -126,30 +118,6 @@ def is_model_folder(path: str | os.PathLike[str]) -> bool:
 def is_checkpoint(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` holds weights for the PyTorch model (``.pth``, ``.safetensors`` or a model folder)."""
     return is_model_folder(path) or Path(path).suffix.lower() in (".pth", ".safetensors")
-
-
-def backend_for(path: str | os.PathLike[str]) -> str:
-    """The backend that opens a model file, by its suffix; a model folder (``is_model_folder``) runs on torch.
-
-    Raises:
-        ValueError: a suffix no backend opens (with a close-match hint), or a folder without ``config.json``.
-    """
-    if Path(path).is_dir():
-        if is_model_folder(path):
-            return "torch"
-        raise ValueError(
-            f"the folder {path} has no {MODEL_FOLDER_FILE}: a model folder is a transformers save_pretrained folder "
-            f"(otherwise pass a {', '.join(MODEL_SUFFIXES)} file)"
-        )
-    suffix = Path(path).suffix.lower()
-    if suffix in BACKEND_OF_SUFFIX:
-        return BACKEND_OF_SUFFIX[suffix]
-    hint = difflib.get_close_matches(suffix, MODEL_SUFFIXES, n=1)
-    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-    raise ValueError(
-        f"cannot tell the backend for {Path(path).name!r} from its suffix {suffix!r}{suggestion}; expected one of "
-        f"{', '.join(MODEL_SUFFIXES)}"
-    )
 
 
 def variant_candidates(path: str | os.PathLike[str], precision: str, *, device: str = "cpu") -> list[Path]:

@@ -33,6 +33,7 @@ __all__ = [
     "MIN_TENSORRT_MAJOR",
     "TENSORRT_INSTALL",
     "EngineSidecar",
+    "create_trt",
     "import_cudart",
     "import_tensorrt",
     "installed_pair",
@@ -226,6 +227,20 @@ def import_tensorrt(error: type[EngineBuildError] | type[BackendError]) -> Modul
             f"named-tensor API: {TENSORRT_INSTALL} ({installed_pair()})"
         )
     return trt
+
+
+def create_trt(
+    factory: Any, *args: Any, what: str, logger: Any, error: type[EngineBuildError] | type[BackendError]
+) -> Any:
+    """``factory(*args)`` for the bindings' ``trt.Builder``, ``trt.OnnxParser`` and ``trt.Runtime``, which raise
+    ``TypeError`` ("factory function returned nullptr") instead of returning None when TensorRT fails; then
+    ``error`` (the caller's layer's type) naming ``what``, the errors ``logger`` (``make_logger``) kept and the
+    installed TensorRT / cuda-python pair."""
+    try:
+        return factory(*args)
+    except (TypeError, RuntimeError) as exc:
+        detail = "; ".join(filter(None, [logger.summary(), " ".join(str(exc).split())]))
+        raise error(f"TensorRT could not create {what}: {detail} ({installed_pair()})") from None
 
 
 def import_cudart() -> ModuleType | None:

@@ -9,11 +9,19 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-__all__ = ["ModelMetadata", "Preprocessing", "OUTPUT_CONTRACT", "PRECISIONS"]
+from .contract import check_batch_range, check_sampling
+
+__all__ = ["ModelMetadata", "Preprocessing", "GELU_FORMS", "OUTPUT_CONTRACT", "OUTPUT_KINDS", "PRECISIONS"]
 
 OUTPUT_CONTRACT = "labels[B,K]int64,boxes[B,K,4]xyxy_pixels,scores[B,K]float32;v1"
 # bf16 exists only for OpenVINO IRs (rtdetr-export --openvino bf16); ONNX files and engines record the others.
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+# How the encoder's GELU is computed in a graph (same weights): "erf" as trained (ONNX Erf); "poly", Erf-free and
+# within 1e-6 of it in float32; "tanh", PyTorch's tanh approximation (a different function, up to 5e-4 away).
+GELU_FORMS = ("erf", "poly", "tanh")
+# What a graph returns: "detections" (labels, boxes, scores: the official deploy outputs) or "raw" (pred_logits
+# [N, Q, C], pred_boxes [N, Q, 4] cxcywh in [0, 1]; the runtime does sigmoid, top-k and the label/query split).
+OUTPUT_KINDS = ("detections", "raw")
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,8 @@ class ModelMetadata:
         source_sha256: SHA-256 of the checkpoint it was exported from.
         opset: ONNX opset of the graph.
         output_contract: names, shapes and meaning of the outputs.
+        outputs: ``"detections"`` or ``"raw"`` (``OUTPUT_KINDS``); files without the key are ``"detections"``.
+        gelu: how the encoder's GELU is computed (``GELU_FORMS``); files without the key are ``"erf"``.
     """
 
     preset: str
@@ -90,19 +100,22 @@ class ModelMetadata:
     source_sha256: str = ""
     opset: int = 17
     output_contract: str = OUTPUT_CONTRACT
+    outputs: str = "detections"
+    gelu: str = "erf"
 
     def __post_init__(self) -> None:
+        if self.outputs not in OUTPUT_KINDS:
+            raise ValueError(f"outputs must be one of {', '.join(OUTPUT_KINDS)}, got {self.outputs!r}")
+        if self.gelu not in GELU_FORMS:
+            raise ValueError(f"gelu must be one of {', '.join(GELU_FORMS)}, got {self.gelu!r}")
         if len(self.class_names) != len(self.category_ids):
             raise ValueError(f"{len(self.class_names)} class names but {len(self.category_ids)} category ids")
-        if self.sampling not in ("bilinear", "discrete"):
-            raise ValueError(f"sampling must be 'bilinear' or 'discrete', got {self.sampling!r}")
+        check_sampling(self.sampling)
         if self.box_format != "xyxy_pixels":
             raise ValueError(f"box_format must be 'xyxy_pixels', got {self.box_format!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        low, opt, high = self.batch
-        if not 1 <= low <= opt <= high:
-            raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {self.batch}")
+        check_batch_range(self.batch)
 
     @property
     def num_classes(self) -> int:

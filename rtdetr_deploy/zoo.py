@@ -18,12 +18,12 @@ from pathlib import Path
 from .artifacts import engine_path, onnx_path
 from .cache import cache_dir
 from .checksum import file_sha256
+from .coco.names import COCO
 from .download import download
 from .errors import BackendError
+from .runtime.registry import AUTO, backend_entry, check_backend_name
 
 __all__ = [
-    "COCO_CATEGORY_IDS",
-    "COCO_CLASS_NAMES",
     "DEFAULT_MODEL",
     "DefaultModel",
     "RTDETRV2_S_COCO",
@@ -32,22 +32,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-COCO_CLASS_NAMES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
-    "hair drier", "toothbrush",
-)  # fmt: skip
-# COCO's original ids of the 80 contiguous labels (1..90 with gaps), as the official remapping uses them.
-COCO_CATEGORY_IDS = (
-    *range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70, *range(72, 83), *range(84, 91)
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,8 +61,8 @@ RTDETRV2_S_COCO = DefaultModel(
     name="rtdetrv2_r18vd_coco",
     url="https://github.com/lyuwenyu/storage/releases/download/v0.2/rtdetrv2_r18vd_120e_coco_rerun_48.1.pth",
     sha256="2ace52184b620204004509b72752ac7bfe64aadaf7fc1d076b18df8ab5a5c77e",
-    class_names=COCO_CLASS_NAMES,
-    category_ids=COCO_CATEGORY_IDS,
+    class_names=COCO.names,
+    category_ids=COCO.category_ids,
 )
 
 DEFAULT_MODEL = RTDETRV2_S_COCO
@@ -94,23 +78,25 @@ def resolve_default_model(*, backend: str = "auto", spec: DefaultModel | None = 
     """The default model file for ``backend``, downloading and exporting it on first use.
 
     Args:
-        backend: ``"auto"``/``"onnxruntime"`` (an ONNX), ``"torch"`` (the labelled checkpoint) or ``"tensorrt"``
-            (an engine built for this GPU and TensorRT).
+        backend: ``"auto"`` or a registered backend: one that opens ``.onnx`` gets the ONNX, ``.pth`` the
+            labelled checkpoint, ``.engine`` an engine built for this GPU and TensorRT.
         spec: which checkpoint; ``DEFAULT_MODEL`` (RT-DETRv2-S COCO) by default.
         root: cache folder; ``default_model_dir(spec)`` by default.
 
     Raises:
         OSError: the download failed (no network, say); the message asks for ``--model``.
         BackendError: PyTorch (needed once, to export) is not installed.
+        ValueError: a backend that opens none of the default model's files.
     """
+    kind = _default_file_kind(backend)
     spec = spec or DEFAULT_MODEL
     root = root or default_model_dir(spec)
     onnx_file = onnx_path(root, spec.name)
     labelled = root / f"{spec.name}.pth"
-    wanted = labelled if backend == "torch" else onnx_file
-    if backend != "tensorrt" and wanted.is_file():
+    wanted = labelled if kind == ".pth" else onnx_file
+    if kind != ".engine" and wanted.is_file():
         return wanted
-    if not labelled.is_file() or (backend != "torch" and not onnx_file.is_file()):
+    if not labelled.is_file() or (kind != ".pth" and not onnx_file.is_file()):
         if importlib.util.find_spec("torch") is None:
             raise BackendError(
                 "no --model given: preparing the default model needs PyTorch once "
@@ -119,13 +105,29 @@ def resolve_default_model(*, backend: str = "auto", spec: DefaultModel | None = 
         weights = _download_weights(spec, root)
         if not labelled.is_file():
             _save_labelled(weights, labelled, spec)
-        if backend != "torch" and not onnx_file.is_file():
+        if kind != ".pth" and not onnx_file.is_file():
             _export(labelled, root)
-    if backend == "torch":
+    if kind == ".pth":
         return labelled
-    if backend == "tensorrt":
+    if kind == ".engine":
         return _engine_for(onnx_file)
     return onnx_file
+
+
+def _default_file_kind(backend: str) -> str:
+    """Which of the default model's files ``backend`` opens (by the registry's suffixes): ``.onnx`` (also for
+    ``"auto"``), ``.pth`` (the labelled checkpoint) or ``.engine``.
+
+    Raises:
+        ValueError: an unknown backend, or one that opens none of these files.
+    """
+    if check_backend_name(backend) == AUTO:
+        return ".onnx"
+    suffixes = backend_entry(backend).suffixes
+    for kind in (".onnx", ".pth", ".engine"):
+        if kind in suffixes:
+            return kind
+    raise ValueError(f"there is no default model for the {backend} backend; {ASK_FOR_MODEL}")
 
 
 def _download_weights(spec: DefaultModel, root: Path) -> Path:

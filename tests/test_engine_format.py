@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import types
 from pathlib import Path
@@ -155,7 +156,7 @@ def test_every_required_release_is_covered() -> None:
     for name in REQUIRED_RELEASES:
         api = TRT_APIS[name]
         assert api["tag"].lstrip("v") == name.removeprefix("tensorrt-")
-        assert len(api["commit"]) == 40 and int(api["commit"], 16) >= 0
+        assert re.fullmatch(r"[0-9a-f]{40}", api["commit"]), api["commit"]
         assert "python/src/infer/pyCore.cpp" in api["sources"]
 
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from ..contract import OUTPUT_NAMES
 from ..data.scenes import cluttered_scenes
 from ..runtime.backend import Backend
-from ..runtime.backends import open_backend
 from ..runtime.detector import Detector
+from ..runtime.registry import open_backend
 from .cases import Case, export_for_onnxruntime, plan_cases
 from .compare import agreement_rows, compare_results, overhead_rows
 from .config import BenchConfig
@@ -57,7 +58,7 @@ def _open_case(case: Case, config: BenchConfig, *, count_flops: bool) -> tuple[B
     from ..models.checkpoint import load_model
     from ..runtime.torch_backend import TorchBackend
 
-    model = load_model(case.source, sampling=case.sampling)
+    model = load_model(case.source, sampling=case.sampling, names=config.names)
     if config.imgsz is not None:
         model.set_eval_size(config.imgsz)
         model.info = dataclasses.replace(model.info, input_size=tuple(config.imgsz))
@@ -222,11 +223,11 @@ def _measure(
 
 def _agreement_outputs(detector: Detector, images: list[np.ndarray]) -> dict[str, np.ndarray] | None:
     """``labels``/``boxes``/``scores`` of each image run alone (first row of a padded fixed batch)."""
-    if {"labels", "boxes", "scores"} - {spec.name for spec in detector.backend.output_specs}:
+    if set(OUTPUT_NAMES) - {spec.name for spec in detector.backend.output_specs}:
         return None
     per_image = []
     for image in images:
         prepared = detector.preprocess([image])
         out = detector.infer(prepared)
-        per_image.append({name: out[name][:1] for name in ("labels", "boxes", "scores")})
-    return {name: np.concatenate([o[name] for o in per_image]) for name in ("labels", "boxes", "scores")}
+        per_image.append({name: out[name][:1] for name in OUTPUT_NAMES})
+    return {name: np.concatenate([o[name] for o in per_image]) for name in OUTPUT_NAMES}

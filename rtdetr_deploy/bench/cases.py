@@ -15,20 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..artifacts import backend_for, is_checkpoint, onnx_path, variant_candidates
+from ..artifacts import is_checkpoint, onnx_path, variant_candidates
 from ..errors import BackendError
 from ..metadata import ModelMetadata
+from ..runtime.registry import backend_entry, backend_name_for
 from .config import BenchConfig
 
-__all__ = ["Case", "BACKEND_INSTALL", "plan_cases", "export_for_onnxruntime"]
+__all__ = ["Case", "plan_cases", "export_for_onnxruntime"]
 
-# Backend -> (module it imports, how to install it).
-BACKEND_INSTALL: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("onnxruntime", "pip install onnxruntime (a core dependency of rtdetr-deploy)"),
-    "torch": ("torch", "pip install 'rtdetr-deploy[torch]'"),
-    "tensorrt": ("tensorrt", "pip install 'rtdetr-deploy[trt]'"),
-    "openvino": ("openvino", "pip install 'rtdetr-deploy[openvino]'"),
-}
 TORCH_MAX_BATCH = 256
 
 
@@ -37,7 +31,7 @@ class Case:
     """One measured configuration (timed at every requested batch size).
 
     Attributes:
-        backend: ``onnxruntime``, ``torch``, ``tensorrt`` or ``openvino``.
+        backend: ``onnxruntime``, ``torch``, ``tensorrt``, ``openvino`` or ``opencv``.
         precision: ``fp32``, ``fp16``, ``int8`` or ``bf16`` (OpenVINO).
         sampling: ``discrete`` or ``bilinear``.
         device: ``cpu`` or ``cuda:N``.
@@ -62,9 +56,9 @@ class Case:
 
 
 def _check_installed(backend: str) -> None:
-    module, install = BACKEND_INSTALL[backend]
-    if importlib.util.find_spec(module) is None:
-        raise BackendError(f"the {backend} backend needs {module}, which is not installed: {install}")
+    entry = backend_entry(backend)
+    if importlib.util.find_spec(entry.requires) is None:
+        raise BackendError(f"the {backend} backend needs {entry.requires}, which is not installed: {entry.install}")
 
 
 def _check_backend_accepts(backend: str, model: Path, device: str) -> None:
@@ -85,6 +79,8 @@ def _check_backend_accepts(backend: str, model: Path, device: str) -> None:
         )
     if backend == "openvino" and device.startswith("cuda"):
         raise ValueError("the openvino backend runs on the CPU (OpenVINO has no CUDA device): pass --device cpu")
+    if backend == "opencv" and (suffix != ".onnx" or device.startswith("cuda")):
+        raise ValueError(f"the opencv backend runs .onnx files on the CPU (OpenCV DNN); got {model.name} on {device}")
     if backend == "tensorrt" and not device.startswith("cuda"):
         raise ValueError("TensorRT runs on CUDA GPUs only: pass --device cuda:N")
     if backend == "onnxruntime" and device.startswith("cuda"):
@@ -218,7 +214,7 @@ def plan_cases(config: BenchConfig) -> tuple[list[Case], list[str]]:
     if config.video is not None:
         _check_video(Path(config.video))
     model = Path(config.model)
-    backends = [backend_for(model)] if config.backends == ("auto",) else list(config.backends)
+    backends = [backend_name_for(model)] if config.backends == ("auto",) else list(config.backends)
     if config.cuda_graph != "off" and "torch" not in backends:
         raise ValueError("--cuda-graph applies to the torch backend; add --backend torch")
     notes: list[str] = []
@@ -279,6 +275,7 @@ def export_for_onnxruntime(
             fp16="fp16" in precisions,
             int8_cpu="int8" in precisions,
             calib=calib if "int8" in precisions else None,
+            names=config.names,
         )
         log(f"exporting {Path(config.model).name} ({sampling} sampling) for onnxruntime into a temporary folder")
         result = export(export_config, verbose=False)

@@ -6,8 +6,11 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import MODEL_SUFFIXES, is_model_folder
-from ..runtime.config import BACKEND_CHOICES, parse_device
+from ..artifacts import MODEL_SUFFIXES, is_checkpoint, is_model_folder
+from ..coco.names import ClassNames
+from ..contract import DEFAULT_SAMPLING, SAMPLING_METHODS
+from ..runtime.config import parse_device
+from ..runtime.registry import BACKEND_CHOICES
 
 __all__ = [
     "BenchConfig",
@@ -23,7 +26,7 @@ __all__ = [
 
 BENCH_BACKENDS = BACKEND_CHOICES
 BENCH_PRECISIONS = ("fp32", "fp16", "int8", "bf16")
-SAMPLINGS = ("discrete", "bilinear")
+SAMPLINGS = (DEFAULT_SAMPLING, *(m for m in SAMPLING_METHODS if m != DEFAULT_SAMPLING))
 CUDA_GRAPH_CHOICES = ("off", "on", "both")
 DEFAULT_ITERS = 50
 # What the bench plans: exported models and .pth checkpoints, and transformers model folders where a .pth goes.
@@ -83,6 +86,7 @@ class BenchConfig:
         calib: calibration images for INT8 exported on the fly from a ``.pth``; ``None``: generated images.
         matmul_peak: measure the machine's FP32 matrix-multiply rate (CPU runs) to rate the model's GFLOP/s.
         json_path, markdown_path, plot_path: where to write the report, its tables and its plot.
+        names: class names and category ids for a checkpoint (``--names``; recorded in its on-the-fly export).
     """
 
     model: Path
@@ -103,6 +107,7 @@ class BenchConfig:
     json_path: Path | None = None
     markdown_path: Path | None = None
     plot_path: Path | None = None
+    names: ClassNames | None = None
 
     def __post_init__(self) -> None:
         if not self.backends:
@@ -142,6 +147,11 @@ class BenchConfig:
             raise ValueError(
                 f"cannot benchmark {Path(self.model).name!r}: expected a {', '.join(_BENCH_SUFFIXES)} file, an "
                 f"OpenVINO IR ({_OPENVINO_SUFFIX}) or a transformers model folder (with config.json)"
+            )
+        if self.names is not None and not is_checkpoint(self.model):
+            raise ValueError(
+                f"--names applies to checkpoints (.pth, .safetensors, model folders); {Path(self.model).name} keeps "
+                "the names it was exported with"
             )
 
     @property

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..atomic import atomic_path
 from ..tables import markdown_table
+from .device import precision_isa
 from .throughput import bound_line
 
 __all__ = ["SCHEMA", "device_line", "markdown_report", "other_cpu", "write_json", "write_markdown", "write_plot"]
@@ -22,12 +23,11 @@ STAGES = ("decode", "preprocess", "inference", "postprocess")
 
 
 def device_line(device: Mapping[str, Any]) -> str:
-    """One line naming the machine: ``"AMD EPYC (2 cores, AVX-512 VNNI, VM), load 0.4; onnxruntime 1.22"``."""
+    """One line naming the machine and the CPU instructions that decide INT8/BF16 speed (``device.precision_isa``):
+    ``"Intel Xeon (2 cores, AVX2, AVX-512 VNNI, AVX512_BF16, AMX, VM); load average 0.40 at start; onnxruntime 1.22"``.
+    """
     cpu = device.get("cpu", {})
-    simd = cpu.get("simd", [])
-    isa = "AVX-512" if "avx512f" in simd else "AVX2" if "avx2" in simd else "no AVX2"
-    if "avx512_vnni" in simd or "avx_vnni" in simd:
-        isa += " VNNI"
+    isa = precision_isa(cpu.get("simd", []))
     vm = ", VM" if cpu.get("virtual_machine") else ""
     parts = [f"{cpu.get('model', 'unknown CPU')} ({cpu.get('physical_cores', '?')} cores, {isa}{vm})"]
     gpu = device.get("gpu")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .frame import CommandParser, parse_imgsz, run_command
+from .names import add_names_option, names_from_args
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the full report as JSON")
     parser.add_argument("--markdown", type=Path, default=None, metavar="OUT", help="write the tables as markdown")
     parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="draw the results as a PNG")
+    add_names_option(parser, applies_to=" (a checkpoint only)")
     return parser
 
 
@@ -94,6 +96,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - BenchConfig, i
         json_path=args.json,
         markdown_path=args.markdown,
         plot_path=args.plot,
+        names=names_from_args(args),
     )
 
 

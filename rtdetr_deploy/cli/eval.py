@@ -12,8 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..runtime.config import BACKEND_CHOICES, parse_device
+from ..runtime.config import parse_device
+from ..runtime.registry import BACKEND_CHOICES
+from .eval_analytics import add_analytics_flags, run_analytics, wants_analytics
 from .frame import CommandParser, run_command
+from .names import add_names_option, names_from_args
 
 __all__ = ["build_parser", "main"]
 
@@ -33,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help=".pth, .safetensors, transformers folder, .onnx, .engine or .xml",
     )
-    parser.add_argument("--data", required=True, help="COCO-format dataset folder, or 'synthetic' (the embedded set)")
+    parser.add_argument(
+        "--data", help="COCO-format dataset folder, or 'synthetic' (the embedded set); required without --track/--slice"
+    )
     parser.add_argument("--split", default="val", help="split to evaluate (default: val)")
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="default: by each file's suffix")
     parser.add_argument("--device", default=None, help="cpu or cuda:N (default: cuda:0 for .engine, cpu otherwise)")
@@ -42,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the report as JSON")
     parser.add_argument("--markdown", type=Path, default=None, metavar="FILE", help="write the tables as markdown")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_names_option(parser, applies_to=" (applies to the checkpoints among the models)")
+    add_analytics_flags(parser)
     return parser
 
 
@@ -53,8 +60,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     missing = [str(m) for m in args.models if not m.exists()]
     if missing:
         raise FileNotFoundError(f"model not found: {', '.join(missing)}")
+    if wants_analytics(args):
+        return run_analytics(args)
+    if args.data is None:
+        raise ValueError("--data is required (a COCO-format dataset folder, or 'synthetic')")
     if args.data != "synthetic" and not Path(args.data).is_dir():
         raise FileNotFoundError(f"data folder not found: {args.data}")
+    names = names_from_args(args)
     from ..bench.device import describe_device
     from ..bench.report import device_line
     from ..eval.evaluate import evaluate_models, load_eval_data
@@ -62,7 +74,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     data = load_eval_data(args.data, split=args.split)
     scores = evaluate_models(
-        args.models, data, backend=args.backend, device=args.device, batch=args.batch, progress=args.progress
+        args.models,
+        data,
+        backend=args.backend,
+        device=args.device,
+        batch=args.batch,
+        progress=args.progress,
+        names=names,
     )
     device = args.device or ("cuda:0" if any(m.suffix == ".engine" for m in args.models) else "cpu")
     report = eval_report(scores, data, device=f"{device}: {device_line(describe_device(device))}")

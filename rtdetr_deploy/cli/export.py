@@ -6,9 +6,24 @@ import argparse
 import importlib.util
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..export.config import OPENVINO_PRECISIONS, TRT_PRECISIONS, ExportConfig, parse_batch_range, parse_openvino
+from ..contract import DEFAULT_SAMPLING, SAMPLING_METHODS
+from ..export.config import (
+    GELU_FORMS,
+    OPENVINO_PRECISIONS,
+    OUTPUT_KINDS,
+    TRT_PRECISIONS,
+    ExportConfig,
+    parse_batch_range,
+    parse_openvino,
+)
+from ..export.gates import DEFAULT_MAX_AP_DROP
 from .frame import CommandParser, parse_imgsz, run_command
+from .names import add_names_option, names_from_args
+
+if TYPE_CHECKING:
+    from ..export.triton import TritonOptions
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -33,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--imgsz", default=None, help="input size: N or H,W, multiples of 32 (default: the model's)")
     parser.add_argument(
         "--sampling",
-        choices=("discrete", "bilinear"),
-        default="discrete",
+        choices=SAMPLING_METHODS,
+        default=DEFAULT_SAMPLING,
         help="deformable sampling in the graph (default: discrete, no GridSample)",
     )
     batch = parser.add_mutually_exclusive_group()
@@ -77,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write NAME.fused.onnx beside each ONNX: uint8 BGR frames [N, H, W, 3] of any size in, colour "
         "conversion, resize and scaling in the graph (verified against the runtime's preprocessing)",
     )
+    _add_acceptance_arguments(parser)
+    _add_graph_arguments(parser)
+    parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
+    parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
+    _add_triton_arguments(parser)
+    add_names_option(parser)
+    return parser
+
+
+def _add_acceptance_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the accuracy gates (``docs/precision-acceptance.md``)."""
     parser.add_argument(
         "--eval-data",
         type=Path,
@@ -84,17 +110,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="labelled COCO data (folder or 'synthetic'): measure every graph's AP, accept FP16/INT8 by AP loss",
     )
     parser.add_argument("--eval-split", default="val", help="split of --eval-data (default: val)")
-    parser.add_argument("--max-fp16-drop", type=float, default=0.005, help="AP FP16 may lose (default: 0.005)")
-    parser.add_argument("--max-int8-drop", type=float, default=0.02, help="AP INT8 may lose (default: 0.02)")
-    parser.add_argument("--max-bf16-drop", type=float, default=0.01, help="AP OpenVINO BF16 may lose (default: 0.01)")
+    for precision, what in (("fp16", "FP16"), ("int8", "INT8"), ("bf16", "OpenVINO BF16")):
+        drop = DEFAULT_MAX_AP_DROP[precision]
+        parser.add_argument(
+            f"--max-{precision}-drop", type=float, default=drop, help=f"AP {what} may lose (default: {drop:g})"
+        )
     parser.add_argument(
         "--strict-sampling",
         action="store_true",
         help="refuse the export when discrete sampling costs bilinear-trained weights accuracy (default: warn)",
     )
-    parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
-    parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
-    return parser
+
+
+def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--triton",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write a Triton model repository of the exported models into DIR (needs --dynamic-batch 1,OPT,MAX)",
+    )
+    parser.add_argument("--triton-instances", type=int, default=1, help="Triton instances per device (default: 1)")
+    parser.add_argument(
+        "--triton-kind", choices=("auto", "cpu", "gpu"), default="auto", help="Triton instance kind (default: auto)"
+    )
+
+
+def _add_graph_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that shape the graph for engines with narrower ONNX support (``docs/portable-graph.md``)."""
+    parser.add_argument(
+        "--gelu",
+        choices=GELU_FORMS,
+        default="erf",
+        help="GELU in the graph: erf (ONNX Erf, as trained), poly (no Erf, within 1e-6 of it) or tanh (the tanh "
+        "approximation) (default: erf)",
+    )
+    parser.add_argument(
+        "--outputs",
+        choices=OUTPUT_KINDS,
+        default="detections",
+        help="detections (labels, boxes, scores) or raw (pred_logits, pred_boxes; top-k on the host, for engines "
+        "without TopK) (default: detections)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ExportConfig:
@@ -139,6 +196,9 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         max_fp16_drop=args.max_fp16_drop,
         max_int8_drop=args.max_int8_drop,
         max_bf16_drop=args.max_bf16_drop,
+        names=names_from_args(args),
+        gelu=args.gelu,
+        outputs=args.outputs,
         strict_sampling=args.strict_sampling,
     )
 
@@ -166,22 +226,43 @@ def _export(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"checkpoint not found: {config.weights}")
     if config.openvino:
         _require("openvino", *(("nncf",) if "int8" in config.openvino else ()))
+    triton = _triton_options(args, config.batch)
     from ..export.pipeline import export
 
     result = export(config)
-    census = result.report["op_census"]
-    print("Op census: " + ", ".join(f"{op} {count}" for op, count in census.items()))  # type: ignore[union-attr]
-    swap = result.report["swap"]
-    kept = swap["kept_ap"]  # type: ignore[index]
+    report = result.report
+    print("Op census: " + ", ".join(f"{op} {count}" for op, count in report.op_census.items()))
+    kept = report.swap.kept_ap
     print(
-        f"Discrete vs bilinear on the same weights: {swap['agreement']:.1%} of the top detections agree, "  # type: ignore[index]
-        f"mean score change {swap['mean_abs_score_delta']:.1e}"  # type: ignore[index]
-        + ("" if kept["AP"] is None else f", kept AP {kept['AP']:.3f} of {kept['pseudo_objects']} confident detections")
+        f"Discrete vs bilinear on the same weights: {report.swap.agreement:.1%} of the top detections agree, "
+        f"mean score change {report.swap.mean_abs_score_delta:.1e}"
+        + (
+            ""
+            if kept is None or kept.ap is None
+            else f", kept AP {kept.ap:.3f} of {kept.pseudo_objects} confident detections"
+        )
     )
+    print(f"Classes: {result.report.classes}")
     print("Wrote:")
     for path in result.files:
         print(f"  {path}")
+    if triton is not None:
+        from ..export.triton import write_triton_repository
+
+        print(f"Triton model repository {args.triton}:")
+        for model in write_triton_repository(result.files, args.triton, options=triton):
+            print(f"  {model.config.parent.name}: {model.source.name}, max_batch_size {model.max_batch_size}")
     return 0
+
+
+def _triton_options(args: argparse.Namespace, batch: tuple[int, int, int]) -> TritonOptions | None:
+    """``--triton``'s options, checked before the export starts (a batch Triton cannot drive is refused)."""
+    if args.triton is None:
+        return None
+    from ..export.triton import TritonOptions, check_servable_batch
+
+    check_servable_batch(batch, "the export")
+    return TritonOptions(instances=args.triton_instances, kind=args.triton_kind)
 
 
 def main(argv: list[str] | None = None) -> int:

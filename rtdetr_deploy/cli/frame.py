@@ -26,21 +26,21 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-# Optional module -> the extra that installs it.
+# Optional module -> the extra that installs it; each backend's own module and extra come from the backend registry.
 EXTRAS = {
     "faster_coco_eval": "eval",
     "matplotlib": "bench",
     "psutil": "bench",
     "onnxslim": "export",
     "scipy": "train",
-    "torch": "torch",
     "torchvision": "torch",
-    "tensorrt": "trt",
     "cuda": "trt",
-    "openvino": "openvino",
     "nncf": "openvino",
     "safetensors": "torch",
     "av": "video",
+    "ray": "serve",
+    "tritonclient": "triton",
+    "yaml": "torch",
 }
 
 
@@ -60,9 +60,17 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+def _backend_extra(module: str) -> str | None:
+    """The extra installing ``module`` when a registered backend needs it (the registry is read only on this path:
+    it imports every backend module)."""
+    from ..runtime.registry import REGISTRY
+
+    return next((entry.extra for entry in REGISTRY if entry.requires == module), None)
+
+
 def _missing_package(exc: ImportError) -> str:
     module = (exc.name or "").split(".")[0]
-    extra = EXTRAS.get(module)
+    extra = EXTRAS.get(module) or _backend_extra(module)
     if not module:
         return f"a package is missing ({one_line(exc)})"
     install = f"pip install 'rtdetr-deploy[{extra}]'" if extra else f"pip install {module}"

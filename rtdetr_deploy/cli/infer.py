@@ -15,16 +15,27 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ..runtime.config import BACKEND_CHOICES, RuntimeConfig
+from ..runtime.config import RuntimeConfig
 from ..runtime.decoders import DECODERS, DecoderConfig
 from ..runtime.detections import Detections
 from ..runtime.detector import Detector
 from ..runtime.drawing import draw_detections
 from ..runtime.pipeline import DEFAULT_PREPROCESS_WORKERS, PipelineOptions, PipelineResult, run_pipeline
+from ..runtime.registry import BACKEND_CHOICES
 from ..runtime.sinks import CocoResultsWriter, ImageWriter, VideoWriter
+from ..runtime.slicing import run_sliced
 from ..runtime.sources import Frame, ImageSource, VideoSource, open_source
 from ..zoo import default_model_dir, resolve_default_model
 from .frame import EXIT_INTERRUPTED, EXIT_OK, CommandParser, run_command
+from .infer_analytics import (
+    TrackingStage,
+    add_analytics_flags,
+    analytics_from_args,
+    check_track_source,
+    sequence_source,
+    slice_config,
+)
+from .names import add_names_option, names_from_args
 
 __all__ = ["main", "run", "build_parser", "config_from_args", "video_options_from_args"]
 
@@ -48,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="default: by the model's suffix")
     parser.add_argument("--device", help="cpu or cuda:N (default: cuda:0 for .engine, cpu otherwise)")
-    parser.add_argument("--conf", type=float, default=0.25, help="score threshold in [0, 1] (default: 0.25)")
+    parser.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="score threshold in [0, 1] (default: 0.25; with --track: the tracker's low score)",
+    )
     parser.add_argument("--classes", nargs="+", metavar="CLASS", help="keep only these classes (names or indices)")
     parser.add_argument("--save", metavar="DIR", help="write annotated images, or the annotated video, into DIR")
     parser.add_argument("--json", metavar="FILE", help="write COCO results (frame index as image_id for video)")
@@ -72,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"threads preprocessing batches beside inference; frames keep their order (default: "
         f"{DEFAULT_PREPROCESS_WORKERS})",
     )
+    add_names_option(parser, applies_to=" (a checkpoint --model only)")
+    add_analytics_flags(parser)
     return parser
 
 
@@ -82,12 +100,13 @@ def config_from_args(args: argparse.Namespace) -> RuntimeConfig:
         model=args.model,
         backend=args.backend,
         device=args.device,
-        conf=args.conf,
+        **analytics_from_args(args),
         classes=tuple(args.classes) if args.classes else None,
         batch=args.batch,
         save_dir=args.save,
         json_path=args.json,
         show=args.show,
+        names=names_from_args(args),
     )
 
 
@@ -149,13 +168,15 @@ class _Outputs:
         self.video: VideoWriter | None = None
         self.coco = CocoResultsWriter(config.json_path) if config.json_path else None
         self.detections = 0
+        self.tracking = TrackingStage(config, frame_rate=getattr(source, "fps", None))
 
     def consume(self, frame: Frame, detections: Detections) -> bool:
+        detections = self.tracking(frame, detections)
         self.detections += len(detections)
         if self.coco is not None:
             self.coco.add(frame.image_id, detections)
         if self.config.save_dir or self.config.show:
-            drawn = draw_detections(frame.image, detections)
+            drawn = self.tracking.draw(draw_detections(frame.image, detections), detections)
             if self.images is not None:
                 self.images.write(frame.name, drawn)
             elif self.config.save_dir and isinstance(self.source, VideoSource):
@@ -182,6 +203,10 @@ class _Outputs:
     def close(self) -> list[str]:
         """Publish every output (partial ones too) and describe them."""
         lines, errors = [], []
+        try:
+            lines += self.tracking.close()
+        except OSError as exc:
+            errors.append(f"could not write {self.config.mot_path}: {exc}")
         for sink in (self.video, self.coco):
             if sink is None:
                 continue
@@ -246,7 +271,9 @@ def run(
     pipeline = pipeline or PipelineOptions()
     if config.show:
         _check_show()
+    config = dataclasses.replace(config, source=sequence_source(config.source))
     with open_source(config.source, decoder=decoder) as source:
+        check_track_source(config, source)
         if config.model is None:
             print(
                 f"no --model given: using the official RT-DETRv2-S COCO model (prepared once in {default_model_dir()})",
@@ -274,14 +301,19 @@ def _run_source(
         if handler is not None:
             handler.progress = progress
         outputs = _Outputs(config, source, progress)
+        slicing = slice_config(config)
         try:
-            result = run_pipeline(
-                source,
-                detector,
-                outputs.consume,
-                batch=config.batch,
-                queue_size=pipeline.queue_size,
-                preprocess_workers=pipeline.preprocess_workers,
+            result = (
+                run_sliced(source, detector, outputs.consume, slicing)
+                if slicing
+                else run_pipeline(
+                    source,
+                    detector,
+                    outputs.consume,
+                    batch=config.batch,
+                    queue_size=pipeline.queue_size,
+                    preprocess_workers=pipeline.preprocess_workers,
+                )
             )
         finally:
             progress.close()

@@ -4,7 +4,7 @@
 fine-tuned for a few epochs with discrete sampling (the official "dsp" recipe), so that the default export
 (discrete sampling, no GridSample) keeps its accuracy. They let the main job start from a detector that
 already works on the embedded data, so a few minutes of fine-tuning on a CPU end in a sharp model.
-``benchmarks/train_demo_weights.py`` regenerates both and records how; the same record travels inside each
+``tools/train_demo_weights.py`` regenerates both and records how; the same record travels inside each
 checkpoint (its ``provenance`` entry). Each loads like any other
 checkpoint (``rtdetr_deploy.load_model``, ``torch.load(weights_only=True)``).
 """
@@ -36,6 +36,6 @@ def pretrained_tiny(*, sampling: str = "bilinear") -> Path:
     if not paths[sampling].is_file():
         raise FileNotFoundError(
             f"the shipped checkpoint {paths[sampling]} is missing; regenerate it with "
-            "python benchmarks/train_demo_weights.py, or run rtdetr-demo --from-scratch"
+            "python tools/train_demo_weights.py, or run rtdetr-demo --from-scratch"
         )
     return paths[sampling]

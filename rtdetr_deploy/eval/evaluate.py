@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..coco import CocoSet, coco_box_metrics, find_coco_split, load_coco
+from ..artifacts import is_checkpoint
+from ..coco import ClassNames, CocoSet, coco_box_metrics, find_coco_split, load_coco
 from ..metadata import ModelMetadata
 from ..runtime.detector import Detector
 from ..runtime.sources import read_image
@@ -114,8 +115,11 @@ def evaluate_model(
     device: str | None = None,
     batch: int = 1,
     progress: bool = True,
+    names: ClassNames | None = None,
 ) -> ModelScore:
     """COCO metrics of one model file on ``data``, through ``Detector`` (no score threshold).
+
+    ``names`` (``--names``) replace a checkpoint's class names and category ids (an exported model keeps its own).
 
     Raises:
         FileNotFoundError, ValueError (a model that is not a detector, classes that do not match the data, a
@@ -126,7 +130,7 @@ def evaluate_model(
     path = Path(model)
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
-    with Detector(path, backend=backend, device=device, conf=0.0) as detector:
+    with Detector(path, backend=backend, device=device, conf=0.0, names=names) as detector:
         check_classes(detector.metadata, data, path)
         if not 1 <= batch <= detector.max_batch:
             raise ValueError(f"--batch {batch} must lie in 1..{detector.max_batch}, the batch range of {path.name}")
@@ -167,8 +171,27 @@ def evaluate_models(
     device: str | None = None,
     batch: int = 1,
     progress: bool = True,
+    names: ClassNames | None = None,
 ) -> list[ModelScore]:
-    """``evaluate_model`` of each model, in the order given."""
+    """``evaluate_model`` of each model, in the order given; ``names`` go to the checkpoints among them.
+
+    Raises:
+        ValueError: ``names`` given, but no model is a checkpoint (exported models keep their names).
+    """
+    if names is not None and not any(is_checkpoint(model) for model in models):
+        raise ValueError(
+            "--names applies to checkpoints (.pth, .safetensors, model folders), and none is given; exported "
+            "models keep the names they were exported with"
+        )
     return [
-        evaluate_model(model, data, backend=backend, device=device, batch=batch, progress=progress) for model in models
+        evaluate_model(
+            model,
+            data,
+            backend=backend,
+            device=device,
+            batch=batch,
+            progress=progress,
+            names=names if is_checkpoint(model) else None,
+        )
+        for model in models
     ]

@@ -6,11 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import OPENVINO_PRECISIONS
+from ..coco.names import ClassNames
+from ..contract import DEFAULT_SAMPLING, check_batch_range, check_sampling
+from ..metadata import GELU_FORMS, OUTPUT_KINDS
+from .gates import DEFAULT_MAX_AP_DROP, FP32_AP_TOLERANCE
 from .int8_groups import DEFAULT_KEEP_FLOAT, check_groups
 
 __all__ = [
     "CALIBRATION_METHODS",
     "ExportConfig",
+    "GELU_FORMS",
+    "OUTPUT_KINDS",
     "OPENVINO_PRECISIONS",
     "TRT_PRECISIONS",
     "parse_batch_range",
@@ -19,8 +25,6 @@ __all__ = [
 
 TRT_PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-# An FP32 graph on another runtime (the OpenVINO FP32 IR) differs from the ONNX by float rounding only.
-FP32_AP_TOLERANCE = 0.001
 
 
 @dataclass(frozen=True)
@@ -61,13 +65,20 @@ class ExportConfig:
         max_bf16_drop: COCO AP the OpenVINO BF16 IR may lose against FP32 (with ``eval_data``).
         strict_sampling: refuse the export when discrete sampling costs weights trained with bilinear sampling
             more than a small share of their accuracy (``export.swap``) instead of warning.
+        names: class names and original category ids to record instead of the checkpoint's (``--names``); their
+            count must be the model's.
+        gelu: how the graph computes the encoder's GELU (``metadata.GELU_FORMS``): ``"erf"`` (ONNX Erf, as
+            trained), ``"poly"`` (Erf-free, verified against the Erf model) or ``"tanh"`` (the tanh approximation,
+            verified against itself; its accuracy cost is the user's to measure, e.g. with ``eval_data``).
+        outputs: ``"detections"`` (labels, boxes, scores; the official deploy outputs) or ``"raw"`` (the graph ends
+            at ``pred_logits`` and ``pred_boxes``; the runtime does sigmoid and top-k on the host). FP32 ONNX only.
     """
 
     weights: Path
     out_dir: Path
     preset: str | None = None
     imgsz: tuple[int, int] | None = None
-    sampling: str = "discrete"
+    sampling: str = DEFAULT_SAMPLING
     batch: tuple[int, int, int] = (1, 1, 1)
     topk: int = 300
     opset: int = 17
@@ -88,20 +99,29 @@ class ExportConfig:
     timing_cache: Path | None = None
     eval_data: Path | None = None
     eval_split: str = "val"
-    max_fp16_drop: float = 0.005
-    max_int8_drop: float = 0.02
-    max_bf16_drop: float = 0.01
+    names: ClassNames | None = None
+    max_fp16_drop: float = DEFAULT_MAX_AP_DROP["fp16"]
+    max_int8_drop: float = DEFAULT_MAX_AP_DROP["int8"]
+    max_bf16_drop: float = DEFAULT_MAX_AP_DROP["bf16"]
+    gelu: str = "erf"
+    outputs: str = "detections"
     strict_sampling: bool = False
 
     def __post_init__(self) -> None:
-        if self.sampling not in ("discrete", "bilinear"):
-            raise ValueError(f"--sampling must be 'discrete' or 'bilinear', got {self.sampling!r}")
+        check_sampling(self.sampling)
+        if self.gelu not in GELU_FORMS:
+            raise ValueError(f"--gelu must be one of {', '.join(GELU_FORMS)}, got {self.gelu!r}")
+        if self.outputs not in OUTPUT_KINDS:
+            raise ValueError(f"--outputs must be one of {', '.join(OUTPUT_KINDS)}, got {self.outputs!r}")
+        if self.outputs == "raw" and (self.trt or self.fp16 or self.int8_cpu or self.openvino or self.fuse_preprocess):
+            raise ValueError(
+                "--outputs raw writes the FP32 ONNX only: leave out --trt, --fp16, --int8-cpu, --openvino and "
+                "--fuse-preprocess"
+            )
         if self.imgsz is not None:
             if len(self.imgsz) != 2 or any(s <= 0 or s % 32 for s in self.imgsz):
                 raise ValueError(f"--imgsz must be positive multiples of 32, got {self.imgsz}")
-        low, opt, high = self.batch
-        if not 1 <= low <= opt <= high:
-            raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {low},{opt},{high}")
+        check_batch_range(self.batch)
         if self.topk < 1:
             raise ValueError(f"--topk must be positive, got {self.topk}")
         if self.opset < 17:

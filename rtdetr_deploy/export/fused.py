@@ -24,7 +24,7 @@ Verification holds it to ``FusedTolerances``, in ONNX Runtime on the CPU:
 2. **composition**: each fused graph gives, for the same frames, exactly what its published graph gives when fed
    the subgraph's output: the fusion changes nothing but the input.
 3. **end to end** (reported, not a gate): the fused graph's top detections against the published graph fed by
-   the runtime's own preprocessing (``Tolerances().scores`` as the ranking margin), beside the same comparison for
+   the runtime's own preprocessing (``gates.TOLERANCES.scores`` as the ranking margin), beside the same comparison for
    the published graph fed the runtime's preprocessing plus random one-level noise on the same share of values.
    A model can be as sensitive to one level as that: the trained tiny synthetic model keeps 86% of its decided top
    detections through the fused graph, and 79% through such noise (its top scores move by up to 0.2 either way),
@@ -45,12 +45,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..agreement import compare_detections
+from ..contract import OUTPUT_NAMES
 from ..errors import ExportError
 from ..metadata import ModelMetadata
 from ..runtime.preprocess import preprocess
+from .gates import TOLERANCES
 from .graphs import run_graph
-from .onnx_export import OUTPUT_NAMES
-from .verify import Tolerances
 
 __all__ = ["FRAMES", "FusedTolerances", "fuse_preprocessing", "fused_path", "preprocessing_graph", "write_fused"]
 
@@ -267,7 +267,7 @@ def _one_level_noise(pre: dict, metadata: ModelMetadata, *, seed: int = 0) -> np
 
 
 def _agreement(reference: dict, candidate: dict, topk: int) -> dict[str, object]:
-    result = compare_detections(reference, candidate, topn=min(100, topk), margin=Tolerances().scores)
+    result = compare_detections(reference, candidate, topn=min(100, topk), margin=TOLERANCES.scores)
     keys = ("compared", "matched", "max_score_delta", "max_sorted_score_delta")
     return {key: result[key] for key in keys}
 

@@ -55,9 +55,13 @@ def run_graph(
     """
     session = _session(Path(path))
     names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
-    return run_in_chunks(
-        lambda feed: dict(zip(names, session.run(names, feed), strict=True)), names, pixels, sizes_wh, batch=batch
-    )
+    inputs = {i.name for i in session.get_inputs()}
+
+    def infer(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # A raw-output graph takes no orig_target_sizes.
+        return dict(zip(names, session.run(names, {k: v for k, v in feed.items() if k in inputs}), strict=True))
+
+    return run_in_chunks(infer, names, pixels, sizes_wh, batch=batch)
 
 
 def run_in_chunks(

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..agreement import box_iou_xyxy
 from ..coco import coco_box_map
+from .acceptance import KeptAP
 
 __all__ = ["DUPLICATE_IOU", "NOISE_LEVELS", "duplicate_share", "kept_ap", "perturbed", "pseudo_ground_truth"]
 
@@ -120,7 +121,7 @@ def kept_ap(
     candidate: Mapping[str, np.ndarray] | Sequence[np.ndarray],
     *,
     confidence: float = 0.5,
-) -> dict[str, object]:
+) -> KeptAP:
     """COCO AP of ``candidate``'s detections against ``reference``'s confident detections (pseudo ground truth).
 
     Args:
@@ -130,13 +131,13 @@ def kept_ap(
         confidence: lowest reference score of a pseudo object.
 
     Returns:
-        ``confidence``, ``pseudo_objects`` (their count), ``AP`` (IoU 0.50:0.95) and ``AP50``, each in [0, 1]
+        ``confidence``, ``pseudo_objects`` (their count), ``ap`` (IoU 0.50:0.95) and ``ap50``, each in [0, 1]
         (``None`` when the reference has no confident detection).
     """
     ground_truth = pseudo_ground_truth(reference, confidence=confidence)
     count = len(ground_truth["annotations"])
     if not count:
-        return {"confidence": confidence, "pseudo_objects": 0, "AP": None, "AP50": None}
+        return KeptAP(confidence=confidence, pseudo_objects=0, ap=None, ap50=None)
     known = {c["id"] for c in ground_truth["categories"]}
     labels, boxes, scores = _triplet(candidate)
     results = []
@@ -153,4 +154,4 @@ def kept_ap(
                     }
                 )
     metrics = coco_box_map(ground_truth, results)
-    return {"confidence": confidence, "pseudo_objects": count, "AP": metrics["AP"], "AP50": metrics["AP50"]}
+    return KeptAP(confidence=confidence, pseudo_objects=count, ap=metrics["AP"], ap50=metrics["AP50"])

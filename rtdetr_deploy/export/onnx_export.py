@@ -1,10 +1,10 @@
 """Trace an RT-DETRv2 into ONNX with the official deploy I/O, check it, simplify it, stamp its metadata.
 
-What is traced is the *probe*: the deploy graph (``images``, ``orig_target_sizes`` in; ``labels``, ``boxes``,
-``scores`` out) with extra outputs for the raw decoder outputs (``pred_logits``, ``pred_boxes``) and for the
-inputs and outcomes of every decision point (``decision.<i>.values``, ``decision.<i>.outcome``; see
-``models.decisions``). Verification runs the probe; the file that is published is the probe with those outputs
-removed (``strip_probe``), so what was verified is exactly what ships, node for node.
+What is traced is the *probe* (``ProbedDeployModel``): the deploy graph of ``models.DeployModel`` (``images``,
+``orig_target_sizes`` in; ``labels``, ``boxes``, ``scores`` out) with extra outputs for the raw decoder outputs
+(``pred_logits``, ``pred_boxes``) and for the inputs and outcomes of every decision point (``decision.<i>.values``,
+``decision.<i>.outcome``; see ``models.decisions``). Verification runs the probe; the file that is published is the
+probe with those outputs removed (``strip_probe``), so what was verified is exactly what ships, node for node.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import collections
 import copy
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,26 +22,22 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..contract import INPUT_NAMES, OUTPUT_NAMES, RAW_OUTPUT_NAMES
 from ..errors import ExportError
 from ..metadata import ModelMetadata
 from ..models.decisions import DecisionLog
-from ..models.postprocess import PostProcessor
+from ..models.postprocess import DeployModel, PostProcessor
 from ..models.rtdetr import RTDETR
+from .portable import float_conditions
 
 __all__ = [
-    "INPUT_NAMES",
-    "OUTPUT_NAMES",
-    "RAW_OUTPUT_NAMES",
     "Probe",
+    "ProbedDeployModel",
     "check_onnx",
     "export_probe",
     "op_census",
     "strip_probe",
 ]
-
-INPUT_NAMES = ["images", "orig_target_sizes"]
-OUTPUT_NAMES = ["labels", "boxes", "scores"]
-RAW_OUTPUT_NAMES = ["pred_logits", "pred_boxes"]
 
 
 @dataclass(frozen=True)
@@ -60,13 +57,14 @@ class Probe:
         return [f"decision.{i}.{part}" for i in range(len(self.decisions)) for part in ("values", "outcome")]
 
 
-class _ProbeModule(nn.Module):
-    """Detector + post-processing, returning the deploy outputs, the raw outputs and every decision (as ``[B, -1]``)."""
+class ProbedDeployModel(DeployModel):
+    """The deployed model (``DeployModel``: the detector and its post-processing, the modules the published graph
+    keeps) traced with what verification reads besides: the raw outputs and every decision.
 
-    def __init__(self, model: RTDETR, postprocessor: PostProcessor) -> None:
-        super().__init__()
-        self.model = model
-        self.postprocessor = postprocessor
+    ``forward(images, orig_target_sizes)`` returns ``labels, boxes, scores`` (``DeployModel``'s outputs),
+    ``pred_logits [B, Q, C]``, ``pred_boxes [B, Q, 4]`` and, for each decision point, its values and outcome
+    flattened to ``[B, -1]``. ``strip_probe`` removes all but the first three.
+    """
 
     def forward(self, images: torch.Tensor, orig_target_sizes: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with DecisionLog() as log:
@@ -142,10 +140,11 @@ def _set_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
     model.doc_string = f"RT-DETRv2 {metadata.preset}, {metadata.sampling} sampling, {metadata.precision}"
 
 
-def strip_probe(probe: onnx.ModelProto, *, outputs: list[str] = OUTPUT_NAMES) -> onnx.ModelProto:
+def strip_probe(probe: onnx.ModelProto, *, outputs: Sequence[str] = OUTPUT_NAMES) -> onnx.ModelProto:
     """The deploy graph of a probe: only ``outputs`` (``labels``, ``boxes``, ``scores``) stay outputs; nodes and
-    initializers that fed nothing but the removed outputs go (the others are the probe's own, untouched).
-    ``outputs=RAW_OUTPUT_NAMES`` gives the graph without post-processing."""
+    initializers that fed nothing but the removed outputs go (the others are the probe's own, untouched), and so
+    do inputs that feed nothing. ``outputs=RAW_OUTPUT_NAMES`` gives the graph without post-processing (and without
+    ``orig_target_sizes``)."""
     deploy = onnx.ModelProto()
     deploy.CopyFrom(probe)
     graph = deploy.graph
@@ -162,6 +161,10 @@ def strip_probe(probe: onnx.ModelProto, *, outputs: list[str] = OUTPUT_NAMES) ->
         for node in dead:
             graph.node.remove(node)
     used = {name for node in graph.node for name in node.input}
+    # A raw-output graph does not scale boxes: its orig_target_sizes input goes too (engines reject unused inputs).
+    inputs = [value for value in graph.input if value.name in used or value.name in outputs]
+    del graph.input[:]
+    graph.input.extend(inputs)
     initializers = [init for init in graph.initializer if init.name in used]
     del graph.initializer[:]
     graph.initializer.extend(initializers)
@@ -198,8 +201,8 @@ def export_probe(
         raise ExportError(f"model samples with {model.sampling!r} but metadata says {metadata.sampling!r}")
     deployable = copy.deepcopy(model).deploy()
     decisions = _decision_points(deployable, metadata.input_size)
-    probe_module = _ProbeModule(deployable, PostProcessor(topk=metadata.topk)).eval()
-    output_names = OUTPUT_NAMES + RAW_OUTPUT_NAMES + Probe(path, decisions).decision_outputs
+    probe_module = ProbedDeployModel(deployable, PostProcessor(topk=metadata.topk)).eval()
+    output_names = [*OUTPUT_NAMES, *RAW_OUTPUT_NAMES, *Probe(path, decisions).decision_outputs]
     low, opt, high = metadata.batch
     dynamic = low != high
     batch = max(opt, 2) if dynamic else opt
@@ -211,14 +214,14 @@ def export_probe(
             probe_module,
             (images, sizes_wh),
             traced_path,
-            input_names=INPUT_NAMES,
+            input_names=list(INPUT_NAMES),
             output_names=output_names,
             dynamic=dynamic,
             opset=metadata.opset,
         )
         traced = onnx.load(str(traced_path))
     check_onnx(traced, sampling=metadata.sampling)
-    final = _simplify(traced) if simplify else traced
+    final = float_conditions(_simplify(traced) if simplify else traced)
     check_onnx(final, sampling=metadata.sampling)
     _set_metadata(final, metadata)
     if keep_unsimplified is not None:

@@ -33,17 +33,20 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..artifacts import OPENVINO_PRECISIONS, openvino_path
+from ..artifacts import OPENVINO_PRECISIONS, openvino_path, openvino_weights_path
+from ..contract import OUTPUT_NAMES
 from ..errors import ExportError
 from ..metadata import ModelMetadata
 from ..runtime.onnxruntime_backend import read_onnx_metadata
 from ..runtime.openvino_backend import INFERENCE_PRECISION, RT_INFO_SECTION, OpenVinoBackend, read_openvino_metadata
 from .config import ExportConfig
+from .gates import VARIANT_RULES
 from .graphs import run_in_chunks
-from .onnx_export import OUTPUT_NAMES, Probe
+from .onnx_export import Probe
 from .precision import fp32_islands
 from .quantize import ImageCalibrationReader, load_calibration_images
-from .variants import VARIANT_RULES, GraphRunner, check_variant
+from .report import VariantReport
+from .variants import GraphRunner, check_variant
 
 __all__ = ["quantize_nncf", "run_ir", "strip_results", "write_ir"]
 
@@ -237,8 +240,9 @@ def quantize_nncf(
 
 def write_ir(
     config: ExportConfig, probe: Probe, staging: Path, stem: str, images: list[np.ndarray], *, precision: str
-) -> tuple[Path, dict[str, object]]:
-    """Convert, stamp, (quantize,) strip and verify the IR of ``precision``; ``(published .xml, report)``.
+) -> tuple[Path, VariantReport]:
+    """Convert, stamp, (quantize,) strip and verify the IR of ``precision``; ``(published .xml, report)``, the
+    report's ``target`` holding the weights file and the OpenVINO settings.
 
     The probe IR goes to ``staging/probes``, the published ``.xml`` and ``.bin`` to ``staging``
     (``artifacts.openvino_path``).
@@ -279,4 +283,5 @@ def write_ir(
         rules=VARIANT_RULES[precision],
         runner=_runner(precision),
     )
-    return published, {"file": published.name, "weights": published.with_suffix(".bin").name, **record, **report}
+    target = {"weights": openvino_weights_path(published).name, **record}
+    return published, dataclasses.replace(report, target=target)

@@ -9,14 +9,13 @@ its extra outputs, and each precision variant is derived from the FP32 probe the
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import onnx
@@ -24,31 +23,45 @@ import onnx
 from ..artifacts import engine_path, onnx_path, precision_of_variant, report_path
 from ..atomic import atomic_path
 from ..checksum import source_sha256
+from ..contract import OUTPUT_NAMES, RAW_OUTPUT_NAMES
 from ..engine_format import sidecar_path
 from ..errors import EngineBuildError, ExportError
 from ..metadata import ModelMetadata
 from ..models.checkpoint import load_model
+from ..models.layers import set_gelu_form
 from ..models.rtdetr import RTDETR
 from ..version import __version__
+from .acceptance import SwapCost
+from .ap_gates import accuracy_gates, int8_sensitivity_table
 from .config import ExportConfig
+from .files import ExportFiles
+from .gates import TOLERANCES, VARIANT_RULES
 from .onnx_export import Probe, export_probe, op_census, strip_probe
 from .refusal import drop_refused, refusal_message, refused_variants
+from .report import AccuracyReport, ExportReport, SwapReport, VariantReport, VerificationReport
 from .swap import judge_swap
-from .variants import JUDGE_IMAGES, NOT_DECISIVE, VARIANT_RULES, check_variant
-from .verify import Tolerances, sampling_swap_report, verification_images, verify_against_pytorch
+from .variants import JUDGE_IMAGES, check_variant
+from .verify import sampling_swap_report, verification_images, verify_against_pytorch
 
 __all__ = ["ExportResult", "export"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportResult:
-    """What an export produced: final paths (in ``out_dir``), the verification report and step timings."""
+    """What an export produced: its files (final paths in ``out_dir``), its report (as written beside them) and
+    the duration of every step (the engine build included)."""
 
-    onnx: Path
-    report_path: Path
-    report: dict[str, object]
-    files: list[Path] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    files: ExportFiles
+    report: ExportReport
+    timings: dict[str, float]
+
+    @property
+    def onnx(self) -> Path:
+        return self.files.onnx
+
+    @property
+    def report_path(self) -> Path:
+        return self.files.report
 
 
 class _Steps:
@@ -85,7 +98,8 @@ def _check_inputs(config: ExportConfig) -> None:
 
 
 def _load(config: ExportConfig) -> tuple[RTDETR, ModelMetadata, str]:
-    model = load_model(config.weights, preset=config.preset, sampling=config.sampling)
+    model = load_model(config.weights, preset=config.preset, sampling=config.sampling, names=config.names)
+    set_gelu_form(model, config.gelu)
     info = model.info
     input_size = config.imgsz or info.input_size
     model.set_eval_size(input_size)
@@ -100,6 +114,8 @@ def _load(config: ExportConfig) -> tuple[RTDETR, ModelMetadata, str]:
         package_version=__version__,
         source_sha256=source_sha256(config.weights),
         opset=config.opset,
+        outputs=config.outputs,
+        gelu=config.gelu,
     )
     detail = (
         f"{metadata.preset}, {info.num_classes} classes, {config.sampling} sampling, {input_size[0]}x{input_size[1]}"
@@ -107,9 +123,10 @@ def _load(config: ExportConfig) -> tuple[RTDETR, ModelMetadata, str]:
     return model, metadata, detail
 
 
-def _publishable(probe_model: onnx.ModelProto, path: Path) -> Path:
+def _publishable(probe_model: onnx.ModelProto, path: Path, *, outputs: str = "detections") -> Path:
+    names = RAW_OUTPUT_NAMES if outputs == "raw" else OUTPUT_NAMES
     with atomic_path(path) as tmp:
-        onnx.save(strip_probe(probe_model), str(tmp))
+        onnx.save(strip_probe(probe_model, outputs=names), str(tmp))
     return path
 
 
@@ -130,73 +147,121 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
         (staging / "probes").mkdir()
         with steps.step("load") as note:
             model, metadata, note["detail"] = _load(config)
-        with steps.step("trace") as note:
-            unsimplified = staging / f"{stem}.unsimplified.onnx" if config.keep_unsimplified else None
-            probe = export_probe(
-                model,
-                onnx_path(staging / "probes", stem),
-                metadata=metadata,
-                simplify=config.simplify,
-                keep_unsimplified=unsimplified,
-            )
-            deploy = _publishable(onnx.load(str(probe.path)), onnx_path(staging, stem))
-            census = op_census(onnx.load(str(deploy)))
-            note["detail"] = f"{sum(census.values())} nodes, GridSample: {census.get('GridSample', 0)}"
+        probe, files, census = _trace(config, model, metadata, staging, stem, steps)
         images = verification_images(config.verify_images)
         with steps.step("verify") as note:
-            verification = verify_against_pytorch(probe, deploy, model, images, tolerances=Tolerances())
+            # The Erf-free form claims the trained function, so it answers to the Erf model; tanh to itself.
+            set_gelu_form(model, "erf" if config.gelu == "poly" else config.gelu)
+            verification = verify_against_pytorch(probe, files.onnx, model, images, tolerances=TOLERANCES)
             note["detail"] = _verify_line(verification)
-        if not verification["passed"]:
-            raise ExportError("verification failed: " + "; ".join(verification["failures"]))  # type: ignore[arg-type]
-        report: dict[str, object] = {"passed": True, "verification": verification, "op_census": census}
+        if not verification.passed:
+            raise ExportError("verification failed: " + "; ".join(verification.failures))
         # Kept AP needs more objects than verification: the lossy judgements run on more images.
         judged = verification_images(config.verify_images, count=JUDGE_IMAGES)
-        report["swap"] = sampling_swap_report(model, judged, input_size=metadata.input_size)
+        swap = sampling_swap_report(model, judged, input_size=metadata.input_size)
         variants = _write_variants(config, probe, staging, stem, judged, steps)
-        report["variants"] = {variant: variant_report for variant, (_, variant_report) in variants.items()}
         irs = _write_openvino(config, probe, staging, stem, judged, steps)
-        if irs:
-            report["openvino"] = {variant: ir_report for variant, (_, ir_report) in irs.items()}
-        if config.fuse_preprocess:
-            from .fused import write_fused
-
-            report["fused"] = write_fused([deploy, *(path for path, _ in variants.values())], images, step=steps.step)
-        if config.eval_data is not None:
-            paths = {"fp32": deploy, **{variant: path for variant, (path, _) in {**variants, **irs}.items()}}
-            report["accuracy"] = _accuracy_gates(config, paths, steps)
-        if config.int8_sensitivity:
-            report["int8_sensitivity"] = _int8_sensitivity(config, deploy, steps)
-        report["swap"]["cost"] = judge_swap(config, trained_sampling=model.info.sampling, report=report)
-        if verbose and report["swap"]["cost"]["warning"]:
-            print(f"warning: {report['swap']['cost']['warning']}", file=sys.stderr, flush=True)
-        refused = refused_variants(report)
-        drop_refused(staging, stem, refused, report)
-        report["metadata"] = metadata.to_props()
-        report["timings_s"] = steps.timings
-        report_file = report_path(staging, stem)
-        report_file.write_text(json.dumps(report, indent=2))
-        files = _publish(staging, config.out_dir)
-    result = ExportResult(config.out_dir / deploy.name, config.out_dir / report_file.name, report, files, steps.timings)
+        files = replace(
+            files,
+            variants={variant: path for variant, (path, _) in variants.items()},
+            openvino={variant: path for variant, (path, _) in irs.items()},
+        )
+        fused, files = _write_fused(config, files, images, steps)
+        accuracy = accuracy_gates(config, files, step=steps.step) if config.eval_data is not None else None
+        sensitivity = int8_sensitivity_table(config, files.onnx, step=steps.step) if config.int8_sensitivity else None
+        swap = replace(swap, cost=_swap_cost(config, model, swap, accuracy, verbose=verbose))
+        refused = refused_variants({v: r for v, (_, r) in {**variants, **irs}.items()}, accuracy)
+        files, refused_section = drop_refused(files, stem, refused)
+        report = ExportReport(
+            verification=verification,
+            op_census=census,
+            swap=swap,
+            variants={variant: variant_report for variant, (_, variant_report) in variants.items()},
+            metadata=metadata.to_props(),
+            timings_s=dict(steps.timings),
+            openvino={variant: ir_report for variant, (_, ir_report) in irs.items()} or None,
+            fused=fused,
+            accuracy=accuracy,
+            int8_sensitivity=sensitivity,
+            classes=model.info.names_from,
+            refused=refused_section,
+        )
+        report.write(files.report)
+        files = _published(files, _publish(staging, config.out_dir), config.out_dir)
     if config.trt is not None and config.trt not in refused:
         with steps.step("build") as note:
-            result.files += _build_engine(config, result, stem)
-            note["detail"] = result.files[-2].name
+            engine = _build_engine(config, stem)
+            note["detail"] = engine.name
+        files = replace(files, engine=engine, engine_sidecar=sidecar_path(engine))
     if refused:
-        raise ExportError(refusal_message(refused, stem, result.files))
-    return result
+        raise ExportError(refusal_message(refused, stem, files))
+    return ExportResult(files, report, steps.timings)
 
 
-def _verify_line(report: dict) -> str:
-    decisions, raw, detections = report["decisions"], report["raw"], report["detections"]
-    status = "passed" if report["passed"] else "FAILED"
+def _swap_cost(
+    config: ExportConfig, model: RTDETR, swap: SwapReport, accuracy: AccuracyReport | None, *, verbose: bool
+) -> SwapCost:
+    """Judge the sampling swap (``swap.judge_swap``) and print its warning, if any, as one line."""
+    cost = judge_swap(config, trained_sampling=model.info.sampling, swap=swap, accuracy=accuracy)
+    if verbose and cost.warning:
+        print(f"warning: {cost.warning}", file=sys.stderr, flush=True)
+    return cost
+
+
+def _trace(
+    config: ExportConfig, model: RTDETR, metadata: ModelMetadata, staging: Path, stem: str, steps: _Steps
+) -> tuple[Probe, ExportFiles, dict[str, int]]:
+    """Trace the probe into ``staging/probes`` and publish its FP32 graph into ``staging``; the files so far and
+    the FP32 graph's op census."""
+    with steps.step("trace") as note:
+        unsimplified = staging / f"{stem}.unsimplified.onnx" if config.keep_unsimplified else None
+        probe = export_probe(
+            model,
+            onnx_path(staging / "probes", stem),
+            metadata=metadata,
+            simplify=config.simplify,
+            keep_unsimplified=unsimplified,
+        )
+        deploy = _publishable(onnx.load(str(probe.path)), onnx_path(staging, stem), outputs=config.outputs)
+        census = op_census(onnx.load(str(deploy)))
+        note["detail"] = f"{sum(census.values())} nodes, GridSample: {census.get('GridSample', 0)}"
+    return probe, ExportFiles(onnx=deploy, report=report_path(staging, stem), unsimplified=unsimplified), census
+
+
+def _write_fused(
+    config: ExportConfig, files: ExportFiles, images: list, steps: _Steps
+) -> tuple[dict[str, object] | None, ExportFiles]:
+    """With ``--fuse-preprocess``, write and verify the fused graph of every ONNX graph (``export.fused``)."""
+    if not config.fuse_preprocess:
+        return None, files
+    from .fused import fused_path, write_fused
+
+    graphs = {"fp32": files.onnx, **files.variants}
+    report = write_fused(list(graphs.values()), images, step=steps.step)
+    return report, replace(files, fused={variant: fused_path(path) for variant, path in graphs.items()})
+
+
+def _published(files: ExportFiles, published: list[Path], out_dir: Path) -> ExportFiles:
+    """``files`` at their place in ``out_dir``, once every published file is one of them."""
+    moved = files.moved_to(out_dir)
+    unnamed = sorted(set(published) - set(moved))
+    missing = sorted(set(moved) - set(published))
+    if unnamed or missing:
+        raise AssertionError(f"export files not named in ExportFiles: {unnamed}; named but not written: {missing}")
+    return moved
+
+
+def _verify_line(report: VerificationReport) -> str:
+    decisions, detections = report.decisions, report.detections
+    status = "passed" if report.passed else "FAILED"
     decided = (
-        f"{detections['matched']:.1%} of {detections['decided']} decided top detections agree"
-        if detections["matched"] is not None
+        f"{detections.matched:.1%} of {detections.decided} decided top detections agree"
+        if detections.matched is not None
         else "no decided top detections (untrained weights: raw outputs compared)"
     )
     return (
-        f"{status}: {decided}; {raw['within_tolerance']:.1%} of raw queries within tolerance; "
-        f"decisions: {decisions['ties']} ties, {decisions['disagreements']} errors"
+        f"{status}: {decided}; {report.raw.within_tolerance:.1%} of raw queries within tolerance; "
+        f"decisions: {decisions.ties} ties, {decisions.disagreements} errors"
     )
 
 
@@ -214,7 +279,7 @@ def _variants(config: ExportConfig) -> list[str]:
 
 def _write_variants(
     config: ExportConfig, probe: Probe, staging: Path, stem: str, images: list, steps: _Steps
-) -> dict[str, tuple[Path, dict]]:
+) -> dict[str, tuple[Path, VariantReport]]:
     """Write each variant's probe and published graph and judge it against FP32; ``{variant: (path, report)}``."""
     from .precision import convert_fp16
     from .quantize import quantize_int8
@@ -241,14 +306,14 @@ def _write_variants(
             report = check_variant(
                 probe, variant_probe, published, images, precision=precision, rules=VARIANT_RULES[precision]
             )
-            written[variant] = (published, {"file": published.name, **report})
+            written[variant] = (published, report)
             note["detail"] = f"{published.name}: {_variant_line(report)}"
     return written
 
 
 def _write_openvino(
     config: ExportConfig, probe: Probe, staging: Path, stem: str, images: list, steps: _Steps
-) -> dict[str, tuple[Path, dict]]:
+) -> dict[str, tuple[Path, VariantReport]]:
     """Write and judge each OpenVINO IR the config asks for (``export.openvino``); ``{variant: (xml, report)}``."""
     if not config.openvino:
         return {}
@@ -263,63 +328,22 @@ def _write_openvino(
     return written
 
 
-def _variant_line(report: dict) -> str:
-    detections, kept = report["detections"], report.get("kept_ap")
-    if kept is not None and report["rule"].startswith("kept AP"):
-        status = "passed" if report["passed"] else "REFUSED"
+def _variant_line(report: VariantReport) -> str:
+    detections, kept = report.detections, report.kept_ap
+    if kept is not None and report.rule.startswith("kept AP"):
+        status = "passed" if report.passed else "REFUSED"
         return (
-            f"{status}: kept AP {kept['AP']:.3f} against FP32's {kept['pseudo_objects']} confident detections, "
-            f"{kept['relative']:.0%} of FP32's noise floor {kept['noise_floor']:.3f} (label-free rule: >= "
-            f"{kept['min_relative']:.0%})"
+            f"{status}: kept AP {kept.ap:.3f} against FP32's {kept.pseudo_objects} confident detections, "
+            f"{kept.relative:.0%} of FP32's noise floor {kept.noise_floor:.3f} (label-free rule: >= "
+            f"{kept.min_relative:.0%})"
         )
-    if detections["matched"] is None or report["rule"] == NOT_DECISIVE:
-        raw = report["raw"]
-        return f"not decisive (untrained weights); {raw['within_tolerance']:.1%} of encoder scores close to FP32's"
-    return f"{detections['matched']:.1%} of FP32's {detections['decided']} decided top detections kept"
+    if detections.matched is None or not report.decisive:
+        within = report.raw.within_tolerance
+        return f"not decisive (untrained weights); {within:.1%} of encoder scores close to FP32's"
+    return f"{detections.matched:.1%} of FP32's {detections.decided} decided top detections kept"
 
 
-def _accuracy_gates(config: ExportConfig, paths: dict[str, Path], steps: _Steps) -> dict[str, object]:
-    """COCO AP of every written graph on the labelled data, and whether each variant stays within its allowed
-    loss against FP32 (``config.max_ap_drop``)."""
-    from ..eval.evaluate import evaluate_models, load_eval_data
-
-    with steps.step("accuracy") as note:
-        data = load_eval_data(config.eval_data, split=config.eval_split)
-        scores = evaluate_models(list(paths.values()), data, progress=False)
-        fp32_ap = scores[0].metrics["AP"]
-        gates = {}
-        for (variant, path), score in zip(paths.items(), scores, strict=True):
-            drop = fp32_ap - score.metrics["AP"]
-            allowed = config.allowed_ap_drop(precision_of_variant(variant)) if variant != "fp32" else None
-            gates[variant] = {
-                "file": path.name,
-                **score.metrics,
-                "delta_AP": -drop,
-                "allowed_drop": allowed,
-                "accepted": allowed is None or drop <= allowed,
-            }
-        note["detail"] = ", ".join(f"{v} AP {g['AP']:.3f}" for v, g in gates.items())
-    return {"data": str(config.eval_data), "split": config.eval_split, "images": data.num_images, "gates": gates}
-
-
-def _int8_sensitivity(config: ExportConfig, fp32_onnx: Path, steps: _Steps) -> dict[str, object]:
-    """The INT8 sensitivity table (``int8_sensitivity``) on the labelled data, for the ONNX Runtime target."""
-    from ..eval.evaluate import load_eval_data
-    from ..runtime.sources import read_image_folder
-    from .int8_sensitivity import int8_sensitivity
-
-    with steps.step("int8-sens") as note:
-        images = read_image_folder(config.calib, limit=config.calib_images, what="calibration images")
-        data = load_eval_data(config.eval_data, split=config.eval_split)
-        table = int8_sensitivity(fp32_onnx, images, data, calibration=config.calib_method)
-        worst = max(table["groups"], key=lambda row: row["recovered"], default=None)
-        note["detail"] = f"FP32 AP {table['fp32_AP']:.4f}, INT8 {table['int8_AP']:.4f}" + (
-            f"; most sensitive: {worst['group']} ({worst['recovered']:+.4f} AP in float)" if worst else ""
-        )
-    return table
-
-
-def _build_engine(config: ExportConfig, result: ExportResult, stem: str) -> list[Path]:
+def _build_engine(config: ExportConfig, stem: str) -> Path:
     """Build the TensorRT engine from the verified precision ONNX; the ONNX files stay whatever happens."""
     from .tensorrt import build_engine
 
@@ -336,7 +360,7 @@ def _build_engine(config: ExportConfig, result: ExportResult, stem: str) -> list
         )
     except EngineBuildError as exc:
         raise EngineBuildError(f"{exc}; the verified ONNX is at {source}") from None
-    return [engine, sidecar_path(engine)]
+    return engine
 
 
 def _publish(staging: Path, out_dir: Path) -> list[Path]:

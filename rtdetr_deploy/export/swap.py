@@ -10,18 +10,20 @@ measured cost and the two remedies, and records it in the report; ``--strict-sam
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ExportError
+from .acceptance import SwapCost
 from .config import ExportConfig
+from .gates import MIN_PSEUDO_OBJECTS, MIN_SWAP_AP_RATIO, MIN_SWAP_KEPT_AP
+from .report import AccuracyReport, SwapReport
 
 __all__ = ["MIN_AP_RATIO", "MIN_KEPT_AP", "judge_swap"]
 
-# Label-free: kept AP of discrete against bilinear (``docs/precision-acceptance.md``).
-MIN_KEPT_AP = 0.75
-# With labelled data: the discrete graph's AP over the bilinear model's.
-MIN_AP_RATIO = 0.95
-MIN_PSEUDO_OBJECTS = 10
+# The thresholds live in ``gates``; these names say what they are here.
+MIN_KEPT_AP = MIN_SWAP_KEPT_AP
+MIN_AP_RATIO = MIN_SWAP_AP_RATIO
 
 
 def _remedies(weights: Path) -> str:
@@ -39,47 +41,46 @@ def _bilinear_ap(config: ExportConfig) -> float:
     return evaluate_model(config.weights, data, backend="torch", device="cpu", progress=False).metrics["AP"]
 
 
-def judge_swap(config: ExportConfig, *, trained_sampling: str, report: dict) -> dict[str, object]:
+def judge_swap(
+    config: ExportConfig, *, trained_sampling: str, swap: SwapReport, accuracy: AccuracyReport | None
+) -> SwapCost:
     """Judge the swap from the weights' ``trained_sampling`` to ``config.sampling``.
 
     Args:
         config: the export (its sampling, weights, labelled data and ``strict_sampling``).
         trained_sampling: the sampling the weights were trained with.
-        report: the export report so far: ``swap`` (``verify.sampling_swap_report``) and, with labelled data,
-            ``accuracy`` (the FP32 graph's AP).
+        swap: the measured swap (``verify.sampling_swap_report``, with its ``kept_ap``).
+        accuracy: the AP gates (the FP32 graph's AP) with labelled data, else ``None``.
 
     Returns:
-        ``measure`` (``"kept AP"``, ``"AP ratio"`` or ``None`` when there is no swap or nothing to judge),
-        ``value``, ``threshold`` and ``warning`` (the line to print, or ``None``).
+        The measure (``"kept AP"``, ``"AP ratio"`` or ``None`` when there is no swap or nothing to judge), its
+        value and threshold, and the warning line (``None``: no warning).
 
     Raises:
         ExportError: the swap costs more than allowed and ``config.strict_sampling`` is set.
     """
-    verdict: dict[str, object] = {"measure": None, "value": None, "threshold": None, "warning": None}
     if not (trained_sampling == "bilinear" and config.sampling == "discrete"):
-        return verdict
-    accuracy = report.get("accuracy")
+        return SwapCost()
     if accuracy is not None:
-        bilinear, discrete = _bilinear_ap(config), accuracy["gates"]["fp32"]["AP"]
+        bilinear, discrete = _bilinear_ap(config), accuracy.gates["fp32"].ap
         ratio = discrete / bilinear if bilinear > 0 else 1.0
-        verdict.update(measure="AP ratio", value=ratio, threshold=MIN_AP_RATIO, bilinear_AP=bilinear)
+        verdict = SwapCost(measure="AP ratio", value=ratio, threshold=MIN_AP_RATIO, bilinear_ap=bilinear)
         cost = f"AP {discrete:.4f} against {bilinear:.4f} with bilinear sampling ({ratio:.0%})"
-        costly = ratio < MIN_AP_RATIO
     else:
-        kept = report["swap"]["kept_ap"]
-        if kept["pseudo_objects"] < MIN_PSEUDO_OBJECTS:
-            return verdict
-        verdict.update(measure="kept AP", value=kept["AP"], threshold=MIN_KEPT_AP)
+        kept = swap.kept_ap
+        if kept is None or kept.pseudo_objects < MIN_PSEUDO_OBJECTS:
+            return SwapCost()
+        verdict = SwapCost(measure="kept AP", value=kept.ap, threshold=MIN_KEPT_AP)
         cost = (
-            f"kept AP {kept['AP']:.3f} against the bilinear model's {kept['pseudo_objects']} confident detections "
+            f"kept AP {kept.ap:.3f} against the bilinear model's {kept.pseudo_objects} confident detections "
             f"(label-free; < {MIN_KEPT_AP:g})"
         )
-        costly = kept["AP"] < MIN_KEPT_AP
-    if costly:
-        verdict["warning"] = (
-            f"these weights were trained with bilinear sampling and lose accuracy with discrete sampling: {cost}; "
-            + _remedies(config.weights)
-        )
-        if config.strict_sampling:
-            raise ExportError(f"--strict-sampling: {verdict['warning']}")
-    return verdict
+    if verdict.value >= verdict.threshold:
+        return verdict
+    warning = (
+        f"these weights were trained with bilinear sampling and lose accuracy with discrete sampling: {cost}; "
+        + _remedies(config.weights)
+    )
+    if config.strict_sampling:
+        raise ExportError(f"--strict-sampling: {warning}")
+    return replace(verdict, warning=warning)

@@ -25,7 +25,9 @@ import onnx
 from onnx import TensorProto
 
 from ..atomic import atomic_path
+from ..contract import check_batch_range
 from ..engine_format import (
+    create_trt,
     import_cudart,
     import_tensorrt,
     installed_pair,
@@ -38,7 +40,6 @@ from ..errors import EngineBuildError
 
 __all__ = [
     "build_engine",
-    "check_batch_range",
     "engine_sidecar",
     "gpu_description",
     "onnx_io",
@@ -47,16 +48,6 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
-
-
-def check_batch_range(batch: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Validate ``(min, opt, max)`` batch sizes: three integers with ``1 <= MIN <= OPT <= MAX``."""
-    if len(batch) != 3 or not all(isinstance(b, int) and not isinstance(b, bool) for b in batch):
-        raise ValueError(f"batch range must be three integers (MIN, OPT, MAX), got {tuple(batch)}")
-    low, opt, high = batch
-    if not 1 <= low <= opt <= high:
-        raise ValueError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {low},{opt},{high}")
-    return low, opt, high
 
 
 def _dims(info: onnx.ValueInfoProto) -> list[int | str]:
@@ -230,16 +221,6 @@ def _checked(value: Any, what: str, logger: Any) -> Any:
     return value
 
 
-def _create(factory: Any, *args: Any, what: str, logger: Any) -> Any:
-    """``factory(*args)`` for the bindings' ``trt.Builder``, ``trt.OnnxParser`` and ``trt.Runtime``, which raise
-    ``TypeError`` ("factory function returned nullptr") instead of returning None when TensorRT fails."""
-    try:
-        return factory(*args)
-    except (TypeError, RuntimeError) as exc:
-        detail = "; ".join(filter(None, [logger.summary(), " ".join(str(exc).split())]))
-        raise EngineBuildError(f"TensorRT could not create {what}: {detail} ({installed_pair()})") from None
-
-
 def _parse_errors(parser: Any) -> str:
     lines = []
     for index in range(parser.num_errors):
@@ -323,10 +304,12 @@ def build_engine(
     # TensorRT >= 10 frees builder, network, parser and config when their last reference goes (its context
     # managers are deprecated no-ops), so they live exactly as long as this call.
     logger = make_logger(trt)
-    builder = _create(trt.Builder, logger, what="a builder (is a CUDA GPU visible?)", logger=logger)
+    builder = create_trt(
+        trt.Builder, logger, what="a builder (is a CUDA GPU visible?)", logger=logger, error=EngineBuildError
+    )
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = _checked(builder.create_network(flags), "creating a strongly typed network", logger)
-    parser = _create(trt.OnnxParser, network, logger, what="the ONNX parser", logger=logger)
+    parser = create_trt(trt.OnnxParser, network, logger, what="the ONNX parser", logger=logger, error=EngineBuildError)
     if not parser.parse_from_file(str(onnx_path)) or parser.num_errors:
         listed = _parse_errors(parser) or f"  {logger.summary() or 'no message'}"
         raise EngineBuildError(f"TensorRT cannot parse {onnx_path} ({parser.num_errors} errors):\n{listed}")
@@ -339,7 +322,7 @@ def build_engine(
     if plan is None:
         detail = logger.summary(-3) or "see the TensorRT log"
         raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path}: {detail}")
-    runtime = _create(trt.Runtime, logger, what="a runtime", logger=logger)
+    runtime = create_trt(trt.Runtime, logger, what="a runtime", logger=logger, error=EngineBuildError)
     engine = _checked(runtime.deserialize_cuda_engine(plan), "loading the engine it just built", logger)
     gpu_name, capability = gpu_description()
     sidecar = engine_sidecar(

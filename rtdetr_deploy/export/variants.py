@@ -3,8 +3,8 @@
 Both graphs run in ONNX Runtime on the CPU on the same inputs. INT8 is judged by its *kept AP* (``kept_ap``):
 the COCO AP of its detections against FP32's confident detections as pseudo ground truth, a smooth measure of
 the detection quality it keeps, as a share of FP32's noise floor (FP32's own kept AP under invisible input
-noise), with a threshold calibrated on variants whose labelled AP loss is known
-(``benchmarks/acceptance_calibration.py``, ``docs/precision-acceptance.md``). FP16 and BF16, whose errors are
+noise), with a threshold calibrated on variants whose labelled AP loss is known (``gates.MIN_KEPT_AP_INT8``,
+``benchmarks/acceptance_calibration.py``, ``docs/precision-acceptance.md``). FP16 and BF16, whose errors are
 smaller, FP32 on another runtime, and INT8 where FP32's detections are no pseudo ground truth (too few, or
 duplicates), are judged on their top detections where the FP32 ranking is decided (score gaps larger than the
 precision's margin, see ``agreement``); the kept AP is reported for all.
@@ -13,7 +13,7 @@ then differ, so their decoder outputs cannot be paired), FP16 is judged on its r
 encoder's class scores at every position (the values of the query selection, dense and before any decision)
 and the top scores rank by rank. INT8, whose error on untrained weights says nothing about trained ones, is
 then only reported. With labelled data the export gates every variant by its loss in COCO AP instead
-(``pipeline``); these rules then stay in the report.
+(``ap_gates``); these rules then stay in the report.
 
 The variant's graphs can run on another runtime than ONNX Runtime (a ``GraphRunner``: the OpenVINO IRs of
 ``export.openvino``); the FP32 reference always runs in ONNX Runtime. ``fp32`` rules judge an FP32 graph on
@@ -23,66 +23,32 @@ another runtime, whose only differences are float rounding; ``bf16`` rules judge
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..agreement import compare_detections
+from ..contract import OUTPUT_NAMES
 from ..metadata import ModelMetadata
 from ..runtime.onnxruntime_backend import read_onnx_metadata
 from ..runtime.preprocess import preprocess
+from .acceptance import KeptAP
+from .gates import MAX_DUPLICATES, MIN_DECIDED, NOT_DECISIVE, NOT_DECISIVE_PREFIX, VariantRules
 from .graphs import decision_pairs, run_graph
 from .kept_ap import NOISE_LEVELS, duplicate_share, kept_ap, perturbed
-from .onnx_export import OUTPUT_NAMES, Probe
+from .onnx_export import Probe
+from .report import VariantDetections, VariantRaw, VariantReport
 
-__all__ = ["JUDGE_IMAGES", "ONNXRUNTIME", "VARIANT_RULES", "GraphRunner", "VariantRules", "check_variant"]
+__all__ = ["JUDGE_IMAGES", "KEPT_AP_RULE", "ONNXRUNTIME", "GraphRunner", "check_variant"]
 
-
-@dataclass(frozen=True)
-class VariantRules:
-    """What a precision variant must keep of the FP32 graph.
-
-    Attributes:
-        margin: the score difference the precision may cause; the margin of a decided ranking.
-        min_matched: fraction of FP32's decided top detections the variant must find again.
-        raw_logits: difference of the encoder's class logits to FP32's accepted when nothing is decided.
-        judge_raw: judge the raw outputs when nothing is decided (else only report them).
-        max_ap_drop: COCO AP the variant may lose against FP32 when the export has labelled data.
-        min_kept_ap: share of FP32's noise floor (``kept_ap.perturbed``) the variant's kept AP (``kept_ap``) must
-            reach; when set, this label-free rule decides instead of ``min_matched``.
-        confidence: lowest FP32 score of a pseudo object for the kept AP.
-    """
-
-    margin: float
-    min_matched: float
-    raw_logits: float
-    judge_raw: bool
-    max_ap_drop: float
-    min_kept_ap: float | None = None
-    confidence: float = 0.5
-
-
-# Calibrated on INT8 variants of the shipped tiny whose labelled AP loss is known (benchmarks/results/
-# acceptance_calibration.json, docs/precision-acceptance.md): those within the labelled gate keep >= 0.82 of the
-# noise floor, those beyond it <= 0.78.
-MIN_KEPT_AP_INT8 = 0.8
-
-VARIANT_RULES = {
-    "fp32": VariantRules(margin=1e-3, min_matched=0.99, raw_logits=1e-3, judge_raw=True, max_ap_drop=0.001),
-    "bf16": VariantRules(margin=0.05, min_matched=0.95, raw_logits=0.1, judge_raw=True, max_ap_drop=0.01),
-    "fp16": VariantRules(margin=0.02, min_matched=0.99, raw_logits=0.05, judge_raw=True, max_ap_drop=0.005),
-    "int8": VariantRules(
-        margin=0.05, min_matched=0.9, raw_logits=0.5, judge_raw=False, max_ap_drop=0.02, min_kept_ap=MIN_KEPT_AP_INT8
-    ),
-}
-MIN_DECIDED = 10
-# Share of duplicate confident detections (``kept_ap.duplicate_share``) above which FP32's detections are no
-# pseudo ground truth (untrained weights) and the decided ranking judges instead.
-MAX_DUPLICATES = 0.2
 # Images the export judges variants (and the sampling swap) on: 16 generated scenes hold about 100 confident
 # detections of a trained model, where the 4 of verification hold about 30 and move the kept AP by a few 0.01.
 JUDGE_IMAGES = 16
+KEPT_AP_RULE = (
+    "kept AP against FP32's detections scoring >= {confidence:g} at least {min_kept_ap:.0%} of FP32's own under "
+    "invisible input noise (label-free)"
+)
 
 
 @dataclass(frozen=True)
@@ -104,12 +70,6 @@ class GraphRunner:
 
 
 ONNXRUNTIME = GraphRunner(read_metadata=read_onnx_metadata, run=run_graph)
-NOT_DECISIVE = "untrained weights: agreement not decisive, raw outputs compared"
-KEPT_AP_RULE = (
-    "kept AP against FP32's detections scoring >= {confidence:g} at least {min_kept_ap:.0%} of FP32's own under "
-    "invisible input noise (label-free)"
-)
-NOT_DECISIVE_PREFIX = "agreement not decisive (untrained weights)"
 
 
 def _index_agreement(reference: list, candidate: list, points: tuple[tuple[str, str], ...]) -> float | None:
@@ -147,13 +107,13 @@ def check_variant(
     precision: str,
     rules: VariantRules,
     runner: GraphRunner = ONNXRUNTIME,
-) -> dict[str, object]:
+) -> VariantReport:
     """Judge a variant (its probe and its published graph, run by ``runner``: ONNX Runtime on the CPU by default)
     against the FP32 probe (always run in ONNX Runtime) on ``images_bgr``.
 
     Returns:
-        A JSON-ready report: ``rule`` (what decided), ``kept_ap``, ``detections``, ``raw``, ``index_agreement``,
-        ``published_equals_probe``, ``rules``, ``passed`` and ``failures``.
+        The report of the published file: ``rule`` (what decided), ``kept_ap``, ``detections``, ``raw``,
+        ``index_agreement``, ``published_equals_probe``, the ``rules`` and one line per failure in ``failures``.
     """
     metadata = runner.read_metadata(variant_deploy)
     pixels, sizes_wh = preprocess(images_bgr, input_size=metadata.input_size, preprocessing=metadata.preprocessing)
@@ -166,34 +126,34 @@ def check_variant(
     encoder_delta = np.abs(reference["decision.0.values"] - candidate["decision.0.values"])
     kept = _kept_report(fp32, images_bgr, metadata, reference, published, rules)
     count = len(fp32.decisions)
-    report: dict[str, object] = {
-        "precision": precision,
-        "rule": _rule_name(rules, agreement["compared"], kept),
-        "kept_ap": kept,
-        "detections": {
-            "decided": agreement["compared"],
-            "candidates": agreement["candidates"],
-            "matched": agreement["matched"],
-            "max_score_delta": agreement["max_score_delta"],
-            "max_box_delta_px": agreement["max_box_delta_px"],
-        },
-        "raw": {
-            "encoder_scores": int(encoder_delta.size),
-            "within_tolerance": float((encoder_delta <= rules.raw_logits).mean()),
-            "max_encoder_logit_delta": float(encoder_delta.max()),
-            "max_sorted_score_delta": agreement["max_sorted_score_delta"],
-        },
-        "index_agreement": _index_agreement(
+    report = VariantReport(
+        file=variant_deploy.name,
+        precision=precision,
+        rule=_rule_name(rules, agreement["compared"], kept),
+        kept_ap=kept,
+        detections=VariantDetections(
+            decided=agreement["compared"],
+            candidates=agreement["candidates"],
+            matched=agreement["matched"],
+            max_score_delta=agreement["max_score_delta"],
+            max_box_delta_px=agreement["max_box_delta_px"],
+        ),
+        raw=VariantRaw(
+            encoder_scores=int(encoder_delta.size),
+            within_tolerance=float((encoder_delta <= rules.raw_logits).mean()),
+            max_encoder_logit_delta=float(encoder_delta.max()),
+            max_sorted_score_delta=agreement["max_sorted_score_delta"],
+        ),
+        index_agreement=_index_agreement(
             decision_pairs(reference, count), decision_pairs(candidate, count), fp32.decisions
         ),
-        "published_equals_probe": _published_equals_probe(
+        published_equals_probe=_published_equals_probe(
             runner, variant_probe, variant_deploy, (candidate, published), (pixels, sizes_wh), metadata.batch
         ),
-        "rules": asdict(rules),
-    }
-    report["failures"] = _failures(report, rules, precision.upper())
-    report["passed"] = not report["failures"]
-    return report
+        rules=rules,
+        failures=(),
+    )
+    return replace(report, failures=tuple(_failures(report, rules, precision.upper())))
 
 
 def _kept_report(
@@ -203,7 +163,7 @@ def _kept_report(
     reference: dict[str, np.ndarray],
     published: dict[str, np.ndarray],
     rules: VariantRules,
-) -> dict[str, object]:
+) -> KeptAP:
     """The variant's kept AP against FP32's confident detections, FP32's noise floor (its own kept AP on the
     images with invisible noise) and their ratio (``relative``)."""
     kept = kept_ap(reference, published, confidence=rules.confidence)
@@ -214,56 +174,56 @@ def _kept_report(
         reference,
         run_graph(fp32.path, noisy, sizes_wh, batch=metadata.batch, outputs=OUTPUT_NAMES),
         confidence=rules.confidence,
-    )["AP"]
-    relative = kept["AP"] / floor if kept["AP"] is not None and floor else None
-    return {
-        **kept,
-        "duplicates": duplicate_share(reference, confidence=rules.confidence),
-        "noise_floor": floor,
-        "noise_levels": NOISE_LEVELS,
-        "relative": relative,
-        "min_relative": rules.min_kept_ap,
-    }
+    ).ap
+    return replace(
+        kept,
+        duplicates=duplicate_share(reference, confidence=rules.confidence),
+        noise_floor=floor,
+        noise_levels=NOISE_LEVELS,
+        relative=kept.ap / floor if kept.ap is not None and floor else None,
+        min_relative=rules.min_kept_ap,
+    )
 
 
-def _rule_name(rules: VariantRules, decided: int, kept: dict) -> str:
+def _rule_name(rules: VariantRules, decided: int, kept: KeptAP) -> str:
     """What decides: the kept AP (FP32 has enough confident detections, and they look like a trained detector's:
     few duplicates), else the decided ranking, or (nothing decided) the raw outputs."""
-    pseudo_truth = kept["relative"] is not None and kept["duplicates"] <= MAX_DUPLICATES
-    if rules.min_kept_ap is not None and kept["pseudo_objects"] >= MIN_DECIDED and pseudo_truth:
+    pseudo_truth = kept.relative is not None and (kept.duplicates or 0.0) <= MAX_DUPLICATES
+    if rules.min_kept_ap is not None and kept.pseudo_objects >= MIN_DECIDED and pseudo_truth:
         return KEPT_AP_RULE.format(min_kept_ap=rules.min_kept_ap, confidence=rules.confidence)
     if decided >= MIN_DECIDED:
         return f"decided ranking (score margin {rules.margin:g})"
     return NOT_DECISIVE
 
 
-def _failures(report: dict, rules: VariantRules, name: str) -> list[str]:
-    """Why the variant fails its rules (empty: it passes)."""
+def _failures(report: VariantReport, rules: VariantRules, name: str) -> list[str]:
+    """Why the variant fails its rules (empty: it passes): its kept AP, its decided detections, or (nothing
+    decided) its raw outputs, and a published graph that differs from its probe."""
     failures = []
-    rule, kept, detections, raw = report["rule"], report["kept_ap"], report["detections"], report["raw"]
-    indices = report["index_agreement"]  # None: bilinear sampling has no indices
+    kept, detections, raw = report.kept_ap, report.detections, report.raw
+    indices = report.index_agreement  # None: bilinear sampling has no indices
     diagnostic = "" if indices is None else f"; discrete sampling indices equal to FP32's: {indices:.1%}"
-    if rule.startswith("kept AP") and kept["relative"] < rules.min_kept_ap:
+    if report.rule.startswith("kept AP") and kept.relative < rules.min_kept_ap:
         failures.append(
-            f"{name} keeps AP {kept['AP']:.3f} against FP32's {kept['pseudo_objects']} confident detections, "
-            f"{kept['relative']:.0%} of FP32's noise floor {kept['noise_floor']:.3f} (< {rules.min_kept_ap:.0%}, "
+            f"{name} keeps AP {kept.ap:.3f} against FP32's {kept.pseudo_objects} confident detections, "
+            f"{kept.relative:.0%} of FP32's noise floor {kept.noise_floor:.3f} (< {rules.min_kept_ap:.0%}, "
             f"label-free rule){diagnostic}"
         )
-    if rule.startswith("decided") and detections["matched"] < rules.min_matched:
+    if report.rule.startswith("decided") and detections.matched < rules.min_matched:
         failures.append(
-            f"{name} keeps only {detections['matched']:.1%} of FP32's {detections['decided']} decided top detections "
+            f"{name} keeps only {detections.matched:.1%} of FP32's {detections.decided} decided top detections "
             f"(< {rules.min_matched:.0%}){diagnostic}"
         )
-    if rule == NOT_DECISIVE and rules.judge_raw and raw["within_tolerance"] < 0.99:
+    if report.rule == NOT_DECISIVE and rules.judge_raw and raw.within_tolerance < 0.99:
         failures.append(
-            f"{NOT_DECISIVE_PREFIX}: only {raw['within_tolerance']:.1%} of {name}'s encoder class scores lie within "
-            f"{rules.raw_logits:g} of FP32's; max difference {raw['max_encoder_logit_delta']:.3g}"
+            f"{NOT_DECISIVE_PREFIX}: only {raw.within_tolerance:.1%} of {name}'s encoder class scores lie within "
+            f"{rules.raw_logits:g} of FP32's; max difference {raw.max_encoder_logit_delta:.3g}"
         )
-    if rule == NOT_DECISIVE and rules.judge_raw and raw["max_sorted_score_delta"] > rules.margin:
+    if report.rule == NOT_DECISIVE and rules.judge_raw and raw.max_sorted_score_delta > rules.margin:
         failures.append(
             f"{NOT_DECISIVE_PREFIX}: {name}'s top scores differ from FP32's by up to "
-            f"{raw['max_sorted_score_delta']:.3g} rank by rank (> {rules.margin:g})"
+            f"{raw.max_sorted_score_delta:.3g} rank by rank (> {rules.margin:g})"
         )
-    if not report["published_equals_probe"]:
+    if not report.published_equals_probe:
         failures.append(f"the published {name} graph computes other detections than its verified probe")
     return failures

@@ -18,53 +18,38 @@ must fine-tune.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..agreement import compare_detections
+from ..contract import OUTPUT_NAMES, RAW_OUTPUT_NAMES, SAMPLING_METHODS
 from ..data.scenes import cluttered_scenes
 from ..metadata import Preprocessing
 from ..models.decisions import DecisionLog
 from ..models.postprocess import postprocess
 from ..models.rtdetr import RTDETR
 from ..runtime.onnxruntime_backend import read_onnx_metadata
+from ..runtime.postprocess import topk_detections
 from ..runtime.preprocess import preprocess
 from ..runtime.sources import read_image_folder
+from .gates import NOT_DECISIVE, TOLERANCES, Tolerances
 from .graphs import decision_pairs, file_inputs, run_graph
 from .kept_ap import kept_ap
-from .onnx_export import OUTPUT_NAMES, Probe
+from .onnx_export import Probe
+from .report import (
+    DecisionPoint,
+    DecisionReport,
+    DetectionAgreement,
+    PreprocessingCheck,
+    RawAgreement,
+    SwapReport,
+    VerificationReport,
+)
 
 __all__ = ["Tolerances", "sampling_swap_report", "verification_images", "verify_against_pytorch"]
-
-NOT_DECISIVE = "untrained weights: agreement not decisive, raw outputs compared"
-
-
-@dataclass(frozen=True)
-class Tolerances:
-    """What verification accepts.
-
-    Attributes:
-        logits: absolute, on the raw class logits of a query (decisions held equal).
-        boxes: absolute, on the raw normalised cxcywh boxes of a query (decisions held equal).
-        scores: absolute, on the scores of matched detections; also the margin of a decided ranking.
-        box_fraction: on matched pixel boxes, as a fraction of the image's larger side.
-        min_matched: fraction of the decided top detections (and of the raw queries) that must agree.
-        min_decided: decided detections needed for the detection rule to count (else: not decisive).
-        index_tie_ulps: a discrete index differing within this many float32 ULPs of a pixel boundary is a tie.
-        selection_tol: a query selection differing within this score difference (relative above 1) is a tie.
-    """
-
-    logits: float = 1e-3
-    boxes: float = 1e-4
-    scores: float = 1e-4
-    box_fraction: float = 1e-4
-    min_matched: float = 0.99
-    min_decided: int = 10
-    index_tie_ulps: float = 64.0
-    selection_tol: float = 1e-4
 
 
 def verification_images(folder: Path | None, *, count: int = 4, seed: int = 0) -> list[np.ndarray]:
@@ -90,78 +75,100 @@ def _pytorch_replaying(
     return raw, log
 
 
-def _decision_report(log: DecisionLog) -> dict[str, object]:
+def _decision_report(log: DecisionLog) -> DecisionReport:
     disagreeing = [d for d in log.decisions if d.disagreements]
-    return {
-        "points": len(log.decisions),
-        "compared": int(sum(d.outcome.numel() for d in log.decisions)),
-        "ties": log.ties,
-        "disagreements": log.disagreements,
-        "first_disagreement": disagreeing[0].example if disagreeing else None,
-        "per_point": [
-            {"where": d.where, "kind": d.kind, "ties": d.ties, "disagreements": d.disagreements} for d in log.decisions
-        ],
-    }
+    return DecisionReport(
+        points=len(log.decisions),
+        compared=int(sum(d.outcome.numel() for d in log.decisions)),
+        ties=log.ties,
+        disagreements=log.disagreements,
+        first_disagreement=disagreeing[0].example if disagreeing else None,
+        per_point=tuple(DecisionPoint(d.where, d.kind, d.ties, d.disagreements) for d in log.decisions),
+    )
 
 
-def _raw_report(raw: dict[str, torch.Tensor], ort: dict[str, np.ndarray], tolerances: Tolerances) -> dict:
+def _raw_report(raw: dict[str, torch.Tensor], ort: dict[str, np.ndarray], tolerances: Tolerances) -> RawAgreement:
     logit_delta = np.abs(raw["pred_logits"].numpy() - ort["pred_logits"]).max(-1)
     box_delta = np.abs(raw["pred_boxes"].numpy() - ort["pred_boxes"]).max(-1)
     within = (logit_delta <= tolerances.logits) & (box_delta <= tolerances.boxes)
-    return {
-        "queries": int(within.size),
-        "within_tolerance": float(within.mean()),
-        "max_logit_delta": float(logit_delta.max()),
-        "max_box_delta": float(box_delta.max()),
-    }
+    return RawAgreement(
+        queries=int(within.size),
+        within_tolerance=float(within.mean()),
+        max_logit_delta=float(logit_delta.max()),
+        max_box_delta=float(box_delta.max()),
+    )
 
 
 def _detection_report(
     torch_dets: list[np.ndarray], deploy: dict[str, np.ndarray], topk: int, tolerances: Tolerances
-) -> dict[str, object]:
+) -> DetectionAgreement:
     agreement = compare_detections(torch_dets, deploy, topn=min(100, topk), margin=tolerances.scores)
     decisive = agreement["compared"] >= tolerances.min_decided
-    return {
-        "rule": f"decided ranking (score margin {tolerances.scores:g})" if decisive else NOT_DECISIVE,
-        "decided": agreement["compared"],
-        "candidates": agreement["candidates"],
-        "matched": agreement["matched"],
-        "min_image_matched": agreement["min_image_matched"] if decisive else None,
-        "max_score_delta": agreement["max_score_delta"],
-        "max_box_delta_px": agreement["max_box_delta_px"],
-    }
+    return DetectionAgreement(
+        rule=f"decided ranking (score margin {tolerances.scores:g})" if decisive else NOT_DECISIVE,
+        decided=agreement["compared"],
+        candidates=agreement["candidates"],
+        matched=agreement["matched"],
+        min_image_matched=agreement["min_image_matched"] if decisive else None,
+        max_score_delta=agreement["max_score_delta"],
+        max_box_delta_px=agreement["max_box_delta_px"],
+    )
 
 
-def _failures(report: dict, largest_side: int, tolerances: Tolerances) -> list[str]:
+def _failures(
+    preprocessing: PreprocessingCheck,
+    decisions: DecisionReport,
+    raw: RawAgreement,
+    detections: DetectionAgreement,
+    published_equals_probe: bool,
+    *,
+    largest_side: int,
+    tolerances: Tolerances,
+) -> tuple[str, ...]:
     failures = []
-    if report["preprocessing"]["file"] != report["preprocessing"]["model"]:
+    if preprocessing.file != preprocessing.model:
         failures.append(
-            f"the file's metadata records the preprocessing {report['preprocessing']['file']}, but the model takes "
-            f"{report['preprocessing']['model']}"
+            f"the file's metadata records the preprocessing {asdict(preprocessing.file)}, but the model takes "
+            f"{asdict(preprocessing.model)}"
         )
-    decisions = report["decisions"]
-    if decisions["disagreements"]:
+    if decisions.disagreements:
         failures.append(
-            f"{decisions['disagreements']} decisions differ from PyTorch's away from any tie; the first at "
-            f"{decisions['first_disagreement']}"
+            f"{decisions.disagreements} decisions differ from PyTorch's away from any tie; the first at "
+            f"{decisions.first_disagreement}"
         )
-    raw = report["raw"]
-    if raw["within_tolerance"] < tolerances.min_matched:
+    if raw.within_tolerance < tolerances.min_matched:
         failures.append(
-            f"with the decisions held equal only {raw['within_tolerance']:.1%} of raw queries agree within "
+            f"with the decisions held equal only {raw.within_tolerance:.1%} of raw queries agree within "
             f"{tolerances.logits:.0e} (logits) / {tolerances.boxes:.0e} (boxes); max logit delta "
-            f"{raw['max_logit_delta']:.2e}, max box delta {raw['max_box_delta']:.2e}"
+            f"{raw.max_logit_delta:.2e}, max box delta {raw.max_box_delta:.2e}"
         )
-    detections = report["detections"]
-    if detections["rule"] != NOT_DECISIVE and detections["min_image_matched"] < tolerances.min_matched:
-        failures.append(f"only {detections['min_image_matched']:.1%} of the decided top detections agree")
-    if detections["max_score_delta"] > tolerances.scores:
-        failures.append(f"matched scores differ by {detections['max_score_delta']:.2e} (> {tolerances.scores:.0e})")
-    if detections["max_box_delta_px"] > tolerances.box_fraction * largest_side:
-        failures.append(f"matched boxes differ by {detections['max_box_delta_px']:.2e} px")
-    if not report["published_equals_probe"]:
+    if detections.decisive and detections.min_image_matched < tolerances.min_matched:
+        failures.append(f"only {detections.min_image_matched:.1%} of the decided top detections agree")
+    if detections.max_score_delta > tolerances.scores:
+        failures.append(f"matched scores differ by {detections.max_score_delta:.2e} (> {tolerances.scores:.0e})")
+    if detections.max_box_delta_px > tolerances.box_fraction * largest_side:
+        failures.append(f"matched boxes differ by {detections.max_box_delta_px:.2e} px")
+    if not published_equals_probe:
         failures.append("the published graph computes other detections than the verified probe")
-    return failures
+    return tuple(failures)
+
+
+def _published_detections(
+    probe_out: dict[str, np.ndarray],
+    deploy_out: dict[str, np.ndarray],
+    sizes_wh: np.ndarray,
+    *,
+    outputs: str,
+    topk: int,
+) -> tuple[bool, dict[str, np.ndarray]]:
+    """Whether the published graph gives what its probe gives, and its detections as the runtime makes them
+    (a raw-output graph's top-k on the host, ``runtime.postprocess.topk_detections``)."""
+    names = RAW_OUTPUT_NAMES if outputs == "raw" else OUTPUT_NAMES
+    same = all(np.array_equal(probe_out[name], deploy_out[name]) for name in names)
+    if outputs == "raw":
+        detections = topk_detections(deploy_out["pred_logits"], deploy_out["pred_boxes"], sizes_wh, topk=topk)
+        deploy_out = dict(zip(OUTPUT_NAMES, detections, strict=True))
+    return same, deploy_out
 
 
 def verify_against_pytorch(
@@ -170,13 +177,13 @@ def verify_against_pytorch(
     model: RTDETR,
     images_bgr: list[np.ndarray],
     *,
-    tolerances: Tolerances = Tolerances(),
-) -> dict[str, object]:
+    tolerances: Tolerances = TOLERANCES,
+) -> VerificationReport:
     """Verify the published FP32 graph ``deploy_path`` and its ``probe`` against ``model`` (same sampling).
 
     Returns:
-        A JSON-ready report: ``decisions``, ``raw``, ``detections`` (with the ``rule`` that decided), the
-        preprocessing on both sides, ``tolerances``, ``passed`` and one line per failure in ``failures``.
+        The report: ``decisions``, ``raw``, ``detections`` (with the ``rule`` that decided), the preprocessing on
+        both sides, the ``tolerances``, and one line per failure in ``failures`` (``passed`` without any).
     """
     metadata = read_onnx_metadata(deploy_path)
     pixels, sizes_wh = file_inputs(deploy_path, images_bgr)
@@ -186,28 +193,31 @@ def verify_against_pytorch(
     raw, log = _pytorch_replaying(model, reference, decision_pairs(probe_out, len(probe.decisions)), tolerances)
     sizes = torch.from_numpy(sizes_wh)
     torch_dets = [t.numpy() for t in postprocess(raw["pred_logits"], raw["pred_boxes"], sizes, topk=metadata.topk)]
-    same = all(np.array_equal(probe_out[name], deploy_out[name]) for name in OUTPUT_NAMES)
-    report: dict[str, object] = {
-        "images": len(images_bgr),
-        "input_size": list(metadata.input_size),
-        "topk": metadata.topk,
-        "preprocessing": {"file": asdict(metadata.preprocessing), "model": asdict(Preprocessing())},
-        "decisions": _decision_report(log),
-        "raw": _raw_report(raw, probe_out, tolerances),
-        "detections": _detection_report(torch_dets, deploy_out, metadata.topk, tolerances),
-        "published_equals_probe": same,
-        "tolerances": asdict(tolerances),
-    }
+    same, deploy_out = _published_detections(
+        probe_out, deploy_out, sizes_wh, outputs=metadata.outputs, topk=metadata.topk
+    )
+    checks = (
+        PreprocessingCheck(file=metadata.preprocessing, model=Preprocessing()),
+        _decision_report(log),
+        _raw_report(raw, probe_out, tolerances),
+        _detection_report(torch_dets, deploy_out, metadata.topk, tolerances),
+        same,
+    )
     largest_side = max(max(img.shape[:2]) for img in images_bgr)
-    report["failures"] = _failures(report, largest_side, tolerances)
-    report["passed"] = not report["failures"]
-    return report
+    return VerificationReport(
+        len(images_bgr),
+        tuple(metadata.input_size),
+        metadata.topk,
+        *checks,
+        tolerances=tolerances,
+        failures=_failures(*checks, largest_side=largest_side, tolerances=tolerances),
+    )
 
 
 @torch.no_grad()
 def sampling_swap_report(
     model: RTDETR, images_bgr: list[np.ndarray], *, input_size: tuple[int, int], top: int = 100
-) -> dict[str, object]:
+) -> SwapReport:
     """What discrete sampling changes against bilinear on the same weights and images (PyTorch, CPU).
 
     Returns:
@@ -220,7 +230,7 @@ def sampling_swap_report(
     original = model.sampling
     outputs = {}
     try:
-        for method in ("bilinear", "discrete"):
+        for method in SAMPLING_METHODS:
             raw = model.set_sampling(method)(torch.from_numpy(pixels))
             labels_boxes_scores = postprocess(raw["pred_logits"], raw["pred_boxes"], torch.from_numpy(sizes), topk=top)
             outputs[method] = [t.numpy() for t in labels_boxes_scores]
@@ -228,12 +238,12 @@ def sampling_swap_report(
         model.set_sampling(original)
     agreement = compare_detections(outputs["bilinear"], outputs["discrete"], topn=top)
     score_deltas = np.abs(outputs["bilinear"][2] - outputs["discrete"][2])
-    return {
-        "top": top,
-        "agreement": agreement["matched"],
-        "per_image_agreement": agreement["per_image_matched"],
-        "mean_abs_score_delta": float(score_deltas.mean()),
-        "max_abs_score_delta": float(score_deltas.max()),
-        "max_box_delta_px": agreement["max_box_delta_px"],
-        "kept_ap": kept_ap(outputs["bilinear"], outputs["discrete"]),
-    }
+    return SwapReport(
+        top=top,
+        agreement=agreement["matched"],
+        per_image_agreement=tuple(agreement["per_image_matched"]),
+        mean_abs_score_delta=float(score_deltas.mean()),
+        max_abs_score_delta=float(score_deltas.max()),
+        max_box_delta_px=agreement["max_box_delta_px"],
+        kept_ap=kept_ap(outputs["bilinear"], outputs["discrete"]),
+    )

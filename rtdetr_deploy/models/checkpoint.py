@@ -18,11 +18,13 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_path
+from ..coco.names import ClassNames, checkpoint_names
+from ..contract import check_sampling
 from ..errors import CheckpointError
 from . import hf
 from .backbone import BLOCKS_PER_STAGE
 from .hf_names import GEOMETRY_KEYS
-from .presets import PRESETS, SAMPLING_METHODS, ModelConfig, check_input_size, get_preset
+from .presets import PRESETS, ModelConfig, check_input_size, get_preset
 from .rtdetr import RTDETR, build_model
 
 __all__ = ["ModelInfo", "load_model", "read_checkpoint", "infer_config", "save_model"]
@@ -43,6 +45,7 @@ class ModelInfo:
         input_size: ``(height, width)`` the model runs at.
         sampling: sampling method the weights were trained with.
         source: path the weights were read from.
+        names_from: where the names and ids came from, in words (the export prints it).
     """
 
     config: ModelConfig
@@ -52,6 +55,7 @@ class ModelInfo:
     input_size: tuple[int, int]
     sampling: str = "bilinear"
     source: str = ""
+    names_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,7 @@ def load_model(
     preset: str | ModelConfig | None = None,
     sampling: str | None = None,
     num_classes: int | None = None,
+    names: ClassNames | None = None,
 ) -> RTDETR:
     """Build an RT-DETRv2 in eval mode from a checkpoint.
 
@@ -271,6 +276,9 @@ def load_model(
         sampling: ``"bilinear"`` or ``"discrete"``; defaults to the sampling the weights were trained with (a
             folder's ``decoder_method``).
         num_classes: expected class count; must agree with the classification head.
+        names: class names and original ids to use instead of the checkpoint's (``coco.read_names``). Without
+            them, a checkpoint that carries none gets COCO's when it has 80 classes (the official release layout:
+            COCO-trained, ids remapped to 1..90), else the label indices.
 
     Returns:
         The model, with ``model.info`` (a ``ModelInfo``) describing classes, input size and source.
@@ -278,8 +286,8 @@ def load_model(
     Raises:
         FileNotFoundError, CheckpointError (a ``ValueError``), ValueError for bad arguments.
     """
-    if sampling is not None and sampling not in SAMPLING_METHODS:
-        raise ValueError(f"unknown sampling method {sampling!r}; choose from {', '.join(SAMPLING_METHODS)}")
+    if sampling is not None:
+        check_sampling(sampling)
     checkpoint = read_checkpoint(path)
     sd, meta = checkpoint.state_dict, checkpoint.meta
     if "decoder.dec_score_head.0.weight" not in sd:
@@ -294,7 +302,9 @@ def load_model(
         sd = {**sd, **{k: v for k, v in model.state_dict().items() if k in GEOMETRY_KEYS}}
     _load_strict(model, sd, config, path)
     model.eval()
-    model.info = _model_info(meta, config, head_classes, trained_sampling, str(path))
+    if names is not None:
+        names.check_count(head_classes, str(path))
+    model.info = _model_info(meta, config, head_classes, trained_sampling, str(path), names)
     return model
 
 
@@ -330,13 +340,15 @@ def _load_strict(model: RTDETR, sd: dict[str, torch.Tensor], config: ModelConfig
     model.load_state_dict(sd, strict=True)
 
 
-def _model_info(meta: dict[str, Any], config: ModelConfig, num_classes: int, sampling: str, source: str) -> ModelInfo:
-    class_names = tuple(meta.get("class_names") or (str(i) for i in range(num_classes)))
-    category_ids = tuple(meta.get("category_ids") or range(num_classes))
+def _model_info(
+    meta: dict[str, Any], config: ModelConfig, num_classes: int, sampling: str, source: str, names: ClassNames | None
+) -> ModelInfo:
+    stored = (tuple(meta.get("class_names") or ()), tuple(meta.get("category_ids") or ()))
+    class_names, category_ids, names_from = checkpoint_names(num_classes, names=names, stored=stored)
     if len(class_names) != num_classes or len(category_ids) != num_classes:
         raise CheckpointError(f"{source}: checkpoint lists {len(class_names)} class names for {num_classes} classes")
     input_size = check_input_size(tuple(meta.get("input_size") or config.eval_size))
-    return ModelInfo(config, num_classes, class_names, category_ids, input_size, sampling, source)
+    return ModelInfo(config, num_classes, class_names, category_ids, input_size, sampling, source, names_from)
 
 
 def save_model(

@@ -37,7 +37,8 @@ class Decision:
         kind: ``"selection"`` (top-k of scores) or ``"index"`` (a rounded, clamped pixel coordinate).
         where: which one, e.g. ``"query selection"`` or ``"decoder layer 0, level 1, x"``.
         values: what was compared: selection scores ``[B, N]``, or the coordinates before rounding.
-        outcome: what was decided: selected positions ``[B, K]``, or the integer coordinates (int64).
+        outcome: what was decided: selected positions ``[B, K]`` (int64), or the integer coordinates (whole
+            numbers in float).
         ties: outcomes taken from the replayed implementation because the two differ at a tie.
         disagreements: outcomes that differ away from any tie (with replay only).
         example: the first disagreement, described.
@@ -165,8 +166,13 @@ class DecisionLog:
 
 def round_index(values: torch.Tensor, high: int, *, where: str = "") -> torch.Tensor:
     """The discrete operator's integer coordinate: the integer part (toward zero) of ``values``, clamped to
-    ``[0, high]``; recorded (and replayed) by an active ``DecisionLog``."""
-    own = values.to(torch.int64).clamp(0, high)
+    ``[0, high]``, as a whole number in the dtype of ``values``; recorded (and replayed) by an active
+    ``DecisionLog``.
+
+    Clamping first makes every coordinate non-negative, where the floor is the integer part; bounds and result
+    stay float, so an exported graph needs no integer arithmetic (``deformable_attention.discrete_indices``).
+    """
+    own = values.clamp(0.0, float(high)).floor()
     log = _ACTIVE.get()
     return own if log is None else log._index(where, values, high, own)
 

@@ -100,7 +100,10 @@ class TransformerDecoder(nn.Module):
         output = target
         for i, layer in enumerate(self.layers):
             query_pos = query_pos_head(ref_boxes_detached)
-            output = layer(output, ref_boxes_detached.unsqueeze(2), memory, spatial_shapes, query_pos, attn_mask)
+            # A Reshape to the known shape, not an Unsqueeze: simplifiers merge neighbouring Unsqueezes into a
+            # multi-axis one, which OpenCV 4 DNN refuses.
+            reference = ref_boxes_detached.reshape(-1, ref_boxes_detached.shape[1], 1, 4)
+            output = layer(output, reference, memory, spatial_shapes, query_pos, attn_mask)
             refined = F.sigmoid(bbox_head[i](output) + inverse_sigmoid(ref_boxes_detached))
             if self.training:
                 logits_list.append(score_head[i](output))
@@ -252,7 +255,9 @@ class RTDETRTransformerv2(nn.Module):
                 "use a larger image size"
             )
         anchors, valid_mask = self._anchors_for(spatial_shapes, memory.device)
-        output_memory = self.enc_output(valid_mask.to(memory.dtype) * memory)
+        # Where, not a Mul by the 0/1 mask: NPU compilers fuse a constant Mul into the following Gemm, and
+        # RKNN's fusion fails on the [L, 1] mask against the [D, D] weight.
+        output_memory = self.enc_output(torch.where(valid_mask, memory, 0.0))
         logits = self.enc_score_head(output_memory)
         topk_ind = select_top(logits.max(-1).values, self.num_queries, where="query selection").unsqueeze(-1)
         content = output_memory.gather(1, topk_ind.repeat(1, 1, output_memory.shape[-1]))

@@ -18,6 +18,9 @@ from .decisions import round_index
 
 __all__ = ["MSDeformableAttention", "sample_bilinear", "sample_discrete", "deformable_attention"]
 
+# Whole numbers up to 2**24 are exact in float32, so flat indices of maps up to that many pixels are too.
+_FLOAT_EXACT = 2**24
+
 
 def sample_bilinear(value: torch.Tensor, locations: torch.Tensor, *, where: str = "") -> torch.Tensor:
     """Bilinear sampling with zero padding, as ``grid_sample(align_corners=False)``.
@@ -34,23 +37,31 @@ def sample_bilinear(value: torch.Tensor, locations: torch.Tensor, *, where: str 
 
 
 def discrete_indices(locations: torch.Tensor, height: int, width: int, *, where: str = "") -> torch.Tensor:
-    """Flat pixel indices ``y * W + x`` of the discrete operator, ``[N, Q, P]`` int64.
+    """Flat pixel indices ``y * W + x`` of the discrete operator, ``[N, Q, P]``, as whole numbers in float.
 
     The official rule: the integer part (cast toward zero) of ``loc * [W, H] + 0.5``, clamped into the map.
     x is clamped to ``W - 1`` and y to ``H - 1``; the official code clamps both to ``H - 1``, which only
     agrees for square maps. Each coordinate is a decision point (``decisions.round_index``).
+
+    The arithmetic stays in float (clamp, floor, ``y * W + x``; exact while ``H * W <= 2**24``) and the caller
+    casts once, right before the gather: engines that keep integer tensors as float (OpenCV 4 DNN) neither
+    truncate in a float-to-int64 ``Cast`` nor honour int64 ``Clip`` bounds.
     """
+    if height * width > _FLOAT_EXACT:
+        raise ValueError(f"a {height}x{width} map has more pixels than float32 indexes exactly (2**24)")
     # Scalar factors rather than a [W, H] tensor: the same float32 products, and no host-to-device copy
-    # (which CUDA-graph capture forbids).
-    x = round_index(locations[..., 0] * width + 0.5, width - 1, where=f"{where}, x")
-    y = round_index(locations[..., 1] * height + 0.5, height - 1, where=f"{where}, y")
+    # (which CUDA-graph capture forbids). The coordinates are computed in the model's dtype, as before; the
+    # rounding and the flat index in float32 (a no-op for FP32 models), since FP16 holds whole numbers
+    # exactly only up to 2048.
+    x = round_index((locations[..., 0] * width + 0.5).float(), width - 1, where=f"{where}, x")
+    y = round_index((locations[..., 1] * height + 0.5).float(), height - 1, where=f"{where}, y")
     return y * width + x
 
 
 def sample_discrete(value: torch.Tensor, locations: torch.Tensor, *, where: str = "") -> torch.Tensor:
     """Discrete sampling: gather the one pixel each location rounds to (same shapes as ``sample_bilinear``)."""
     n, c, h, w = value.shape
-    index = discrete_indices(locations, h, w, where=where).flatten(1)
+    index = discrete_indices(locations, h, w, where=where).flatten(1).to(torch.int64)
     gathered = value.flatten(2).gather(2, index.unsqueeze(1).expand(n, c, index.shape[1]))
     return gathered.reshape(n, c, locations.shape[1], locations.shape[2])
 
@@ -183,8 +194,10 @@ class MSDeformableAttention(nn.Module):
         weights = self.attention_weights(query).reshape(batch, num_queries, self.num_heads, total_points)
         weights = F.softmax(weights, dim=-1)
         points_scale = self.num_points_scale.to(dtype=query.dtype).unsqueeze(-1)
-        offsets = offsets * points_scale * reference_boxes[:, :, None, :, 2:] * self.offset_scale
-        locations = reference_boxes[:, :, None, :, :2] + offsets
+        # A Reshape to the known rank-5 shape rather than indexing with None (an Unsqueeze; see the decoder).
+        boxes = reference_boxes.reshape(-1, num_queries, 1, 1, 4)
+        offsets = offsets * points_scale * boxes[..., 2:] * self.offset_scale
+        locations = boxes[..., :2] + offsets
         output = deformable_attention(
             value, spatial_shapes, locations, weights, self.num_points, sampling=self.sampling, where=self.where
         )

@@ -2,12 +2,70 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-__all__ = ["ConvNormLayer", "MLP", "activation", "inverse_sigmoid"]
+from ..metadata import GELU_FORMS
 
-_ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
+__all__ = ["GELU", "ConvNormLayer", "MLP", "activation", "inverse_sigmoid", "set_gelu_form"]
+
+
+# Abramowitz & Stegun 7.1.26: erf(z) = 1 - (a1 t + ... + a5 t^5) exp(-z^2), t = 1 / (1 + p z), for z >= 0,
+# absolute error below 1.5e-7.
+_AS_P = 0.3275911
+_AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+class GELU(nn.Module):
+    """GELU ``x * Phi(x)`` in one of ``GELU_FORMS``; the form is a plain attribute and changes no weight.
+
+    The ``"poly"`` form uses ``x * erf(x / sqrt 2) = |x| * erf(|x| / sqrt 2)`` and A&S 7.1.26 for ``erf`` of a
+    non-negative argument: ``0.5 * (x + |x| * (1 - poly(t) * exp(-x^2 / 2)))``, only Abs, Mul, Add, Div and Exp.
+    """
+
+    def __init__(self, form: str = "erf") -> None:
+        super().__init__()
+        self.form = form
+
+    @property
+    def form(self) -> str:
+        return self._form
+
+    @form.setter
+    def form(self, form: str) -> None:
+        if form not in GELU_FORMS:
+            raise ValueError(f"unknown GELU form {form!r}; choose from {', '.join(GELU_FORMS)}")
+        self._form = form
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.form == "erf":
+            return nn.functional.gelu(x)
+        if self.form == "tanh":
+            return nn.functional.gelu(x, approximate="tanh")
+        magnitude = x.abs()
+        t = 1.0 / (1.0 + (_AS_P / math.sqrt(2.0)) * magnitude)
+        a1, a2, a3, a4, a5 = _AS_A
+        poly = t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5))))
+        erf = 1.0 - poly * torch.exp(-0.5 * x * x)
+        return 0.5 * (x + magnitude * erf)
+
+    def extra_repr(self) -> str:
+        return f"form={self.form!r}"
+
+
+def set_gelu_form(model: nn.Module, form: str) -> nn.Module:
+    """Compute every ``GELU`` of ``model`` in ``form`` (one of ``GELU_FORMS``); returns ``model``."""
+    if form not in GELU_FORMS:
+        raise ValueError(f"unknown GELU form {form!r}; choose from {', '.join(GELU_FORMS)}")
+    for module in model.modules():
+        if isinstance(module, GELU):
+            module.form = form
+    return model
+
+
+_ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": GELU}
 
 
 def activation(name: str | None) -> nn.Module:

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field, replace
 
 __all__ = ["ModelConfig", "PRESETS", "get_preset"]
 
-SAMPLING_METHODS = ("bilinear", "discrete")
-
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..contract import check_sampling
 from .backbone import PResNet, build_backbone
 from .decoder import RTDETRTransformerv2, build_decoder
 from .deformable_attention import MSDeformableAttention
 from .hybrid_encoder import HybridEncoder, RepVggBlock, build_hybrid_encoder
-from .presets import SAMPLING_METHODS, ModelConfig, get_preset
+from .presets import ModelConfig, get_preset
 
 __all__ = [
     "RTDETR",
@@ -53,8 +54,7 @@ class RTDETR(nn.Module):
 
     def set_sampling(self, method: str) -> RTDETR:
         """Switch every decoder layer to ``method``; weights are untouched. Returns ``self``."""
-        if method not in SAMPLING_METHODS:
-            raise ValueError(f"unknown sampling method {method!r}; choose from {', '.join(SAMPLING_METHODS)}")
+        check_sampling(method)
         for module in self.modules():
             if isinstance(module, MSDeformableAttention):
                 module.sampling = method
@@ -104,8 +104,7 @@ def build_model(config: ModelConfig, *, num_classes: int = 80, sampling: str = "
     """Build an RT-DETRv2 with freshly initialised weights from a preset."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
-    if sampling not in SAMPLING_METHODS:
-        raise ValueError(f"unknown sampling method {sampling!r}; choose from {', '.join(SAMPLING_METHODS)}")
+    check_sampling(sampling)
     backbone = build_backbone(depth=config.depth, width=config.backbone_width, freeze_norm=config.freeze_norm)
     encoder = build_hybrid_encoder(
         in_channels=config.backbone_channels,

@@ -7,7 +7,6 @@ Importing this package needs only numpy, OpenCV and the package's own metadata; 
 from __future__ import annotations
 
 from .backend import Backend
-from .backends import BACKENDS, open_backend
 from .config import RuntimeConfig
 from .detections import Detections
 from .detector import Detector
@@ -15,6 +14,7 @@ from .drawing import draw_detections
 from .onnxruntime_backend import OrtBackend
 from .openvino_backend import OpenVinoBackend
 from .pipeline import PipelineResult, run_pipeline
+from .registry import REGISTRY, BackendEntry, open_backend
 from .sinks import CocoResultsWriter, ImageWriter, VideoWriter
 from .sources import Frame, open_source
 from .tensorrt_backend import TrtBackend
@@ -22,8 +22,8 @@ from .tensors import TensorSpec
 from .torch_backend import TorchBackend
 
 __all__ = [
-    "BACKENDS",
     "Backend",
+    "BackendEntry",
     "CocoResultsWriter",
     "Detections",
     "Detector",
@@ -32,6 +32,7 @@ __all__ = [
     "OpenVinoBackend",
     "OrtBackend",
     "PipelineResult",
+    "REGISTRY",
     "RuntimeConfig",
     "TensorSpec",
     "TorchBackend",

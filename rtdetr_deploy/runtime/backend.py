@@ -2,7 +2,7 @@
 
 Pre- and post-processing live in ``Detector``, outside the backends, so every backend sees the same tensors.
 Each backend module imports its heavy dependency (onnxruntime, tensorrt, torch) only when a model is opened;
-``backends.open_backend`` picks the class.
+``registry.open_backend`` picks the class.
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..artifacts import BACKEND_OF_SUFFIX
+from ..coco.names import ClassNames
+from .tracking import TrackerConfig, check_tracker_name
 
-__all__ = ["RuntimeConfig", "BACKEND_CHOICES", "parse_device", "check_conf"]
+__all__ = ["RuntimeConfig", "parse_device", "check_conf"]
 
-BACKEND_CHOICES = ("auto", *dict.fromkeys(BACKEND_OF_SUFFIX.values()))
 _DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 
@@ -39,7 +39,7 @@ class RuntimeConfig:
     Attributes:
         source: image, glob, folder, video file, camera index or stream URL.
         model: ``.onnx``, ``.engine`` or ``.pth`` path; ``None`` asks for the default model.
-        backend: ``"auto"`` (by file suffix), ``"onnxruntime"``, ``"tensorrt"`` or ``"torch"``.
+        backend: ``"auto"`` (by file suffix) or a backend name (``registry.BACKEND_CHOICES``).
         device: ``"cpu"`` or ``"cuda:N"``; ``None`` for the backend's default (TensorRT: ``cuda:0``, others: ``cpu``).
         conf: score threshold in [0, 1].
         classes: keep only these classes (names, or contiguous class indices written as integers).
@@ -47,6 +47,12 @@ class RuntimeConfig:
         save_dir: folder for annotated images or video; ``None`` writes none.
         json_path: COCO-results JSON file; ``None`` writes none.
         show: display the annotated frames in a window.
+        names: class names and category ids for a checkpoint model (``--names``); ``None``: the model's own.
+        track: tracker name (``runtime.tracking.TRACKERS``) for videos, cameras, streams and MOT sequences.
+        mot_path: MOTChallenge results file of the tracks (needs ``track``); ``None`` writes none.
+        track_thresholds: the tracker's ``(low, high, new-track)`` scores; ``None`` for the measured defaults.
+        slice_hw: ``(height, width)`` of the tiles of sliced inference; ``None`` runs on whole images.
+        overlap: share of a tile its neighbours overlap, in [0, 1) (with ``slice_hw``).
     """
 
     source: str
@@ -59,12 +65,20 @@ class RuntimeConfig:
     save_dir: str | None = None
     json_path: str | None = None
     show: bool = False
+    names: ClassNames | None = None
+    track: str | None = None
+    mot_path: str | None = None
+    track_thresholds: tuple[float, float, float] | None = None
+    slice_hw: tuple[int, int] | None = None
+    overlap: float = 0.2
 
     def __post_init__(self) -> None:
         if not str(self.source).strip():
             raise ValueError("source is empty; pass an image, folder, glob, video, camera index or stream URL")
-        if self.backend not in BACKEND_CHOICES:
-            raise ValueError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+        # The registry imports every backend module, and those import this one: look it up when validating.
+        from .registry import check_backend_name
+
+        check_backend_name(self.backend)
         if self.device is not None:
             parse_device(self.device)
         check_conf(self.conf)
@@ -72,3 +86,12 @@ class RuntimeConfig:
             raise ValueError(f"batch must be a positive integer, got {self.batch!r}")
         if self.classes is not None and not self.classes:
             raise ValueError("classes is empty; omit it to keep every class")
+        if self.track is not None:
+            check_tracker_name(self.track)
+        if self.track_thresholds is not None:
+            low, high, new = self.track_thresholds
+            TrackerConfig(low_score=low, high_score=high, new_track_score=new)
+        if self.mot_path is not None and self.track is None:
+            raise ValueError("--mot needs --track (MOT results are tracks)")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ValueError(f"--overlap must lie in [0, 1), got {self.overlap}")

@@ -1,7 +1,7 @@
 """CUDA device and pinned host memory, one stream and CUDA graphs for the TensorRT backend.
 
-Uses NVIDIA's cuda-python runtime bindings (``cuda.bindings.runtime``, or ``cuda.cudart`` in older releases);
-pycuda is accepted when cuda-python is missing (no CUDA graphs then). Every call is checked and raises one line
+Uses NVIDIA's cuda-python runtime bindings (``cuda.bindings.runtime``, or ``cuda.cudart`` in older releases), which
+the ``[trt]`` extra installs. Every call is checked and raises one line
 of ``BackendError`` naming the call, the CUDA error and the installed TensorRT / cuda-python pair (a cuda-python
 built for a newer CUDA than the driver fails every call, and cuda-python 12.1 raises ``RuntimeError`` instead of
 returning an error code when it cannot load the driver). Nothing here imports at module import time.
@@ -57,22 +57,19 @@ class CudaApi(Protocol):
 
 
 def load_cuda(device_index: int) -> CudaApi:
-    """cuda-python's runtime API on ``device_index``, else pycuda's.
+    """cuda-python's runtime API on ``device_index``.
 
     Raises:
-        BackendError: neither is installed, or the device cannot be used (the message names the installed pair).
+        BackendError: cuda-python is not installed, or the device cannot be used (the message names the installed
+            pair).
     """
     cudart = import_cudart()
-    if cudart is not None:
-        return _CudaPython(cudart, device_index)
-    try:
-        import pycuda.driver as pycuda_driver
-    except ImportError:
+    if cudart is None:
         raise BackendError(
-            "the TensorRT backend needs cuda-python (pip install 'rtdetr-deploy[trt]') or pycuda to manage GPU "
-            f"memory ({installed_pair()})"
-        ) from None
-    return _PyCuda(pycuda_driver, device_index)
+            f"the TensorRT backend needs cuda-python (pip install 'rtdetr-deploy[trt]') to manage GPU memory "
+            f"({installed_pair()})"
+        )
+    return _CudaPython(cudart, device_index)
 
 
 def _one_line(value: Any) -> str:
@@ -201,90 +198,3 @@ class _CudaPython:
             self._call("cudaGraphExecDestroy", graph_exec)
         if graph is not None:
             self._call("cudaGraphDestroy", graph)
-
-
-class _PyCuda:
-    """``CudaApi`` over pycuda, on the device's primary context (the one TensorRT's runtime API uses)."""
-
-    name = "pycuda"
-    supports_graphs = False
-
-    def __init__(self, driver: Any, device_index: int) -> None:
-        self._drv = driver
-        try:
-            driver.init()
-            count = driver.Device.count()
-            if not 0 <= device_index < count:
-                raise BackendError(f"no CUDA device cuda:{device_index}; this machine has {count}")
-            self._dev = driver.Device(device_index)
-            self._context = self._dev.retain_primary_context()
-        except driver.Error as exc:
-            raise BackendError(
-                f"pycuda could not open cuda:{device_index}: {_one_line(exc)} ({installed_pair()})"
-            ) from None
-        self._allocations: dict[int, Any] = {}
-        self._streams: dict[int, Any] = {}
-
-    @contextlib.contextmanager
-    def activate(self) -> Iterator[None]:
-        # pycuda's context stack is per thread: push the primary context for the duration of each call.
-        self._context.push()
-        try:
-            yield
-        finally:
-            self._drv.Context.pop()
-
-    def _checked(self, what: str, fn: Any, *args: Any) -> Any:
-        with self.activate():
-            try:
-                return fn(*args)
-            except self._drv.Error as exc:
-                raise BackendError(f"CUDA {what} failed: {_one_line(exc)} ({installed_pair()})") from None
-
-    def device_info(self) -> tuple[str, tuple[int, int]]:
-        return normalize_gpu_name(self._dev.name()), tuple(self._dev.compute_capability())
-
-    def malloc(self, nbytes: int) -> int:
-        allocation = self._checked("mem_alloc", self._drv.mem_alloc, max(int(nbytes), 1))
-        self._allocations[int(allocation)] = allocation
-        return int(allocation)
-
-    def free(self, ptr: int) -> None:
-        allocation = self._allocations.pop(ptr)
-        self._checked("free", allocation.free)
-
-    def host_empty(self, size: int, dtype: np.dtype) -> np.ndarray:
-        return self._checked("pagelocked_empty", self._drv.pagelocked_empty, (size,), np.dtype(dtype))
-
-    def host_free(self, array: np.ndarray) -> None:
-        base = array.base if array.base is not None else array
-        free = getattr(base, "free", None)
-        if free is not None:
-            self._checked("free pinned memory", free)
-
-    def stream_create(self) -> int:
-        stream = self._checked("Stream", self._drv.Stream)
-        self._streams[int(stream.handle)] = stream
-        return int(stream.handle)
-
-    def stream_destroy(self, stream: int) -> None:
-        self._streams.pop(stream, None)
-
-    def stream_sync(self, stream: int) -> None:
-        self._checked("stream synchronize", self._streams[stream].synchronize)
-
-    def copy_to_device(self, dst: int, src: np.ndarray, stream: int) -> None:
-        self._checked("memcpy_htod_async", self._drv.memcpy_htod_async, dst, src, self._streams[stream])
-
-    def copy_to_host(self, dst: np.ndarray, src: int, stream: int) -> None:
-        self._checked("memcpy_dtoh_async", self._drv.memcpy_dtoh_async, dst, src, self._streams[stream])
-
-    def _no_graphs(self, *args: Any) -> Any:
-        raise BackendError(
-            "CUDA graphs need cuda-python (pip install 'rtdetr-deploy[trt]'); pycuda cannot capture them"
-        )
-
-    def abort_capture(self, stream: int) -> None:
-        """Nothing to end: pycuda never begins a capture."""
-
-    begin_capture = end_capture = graph_instantiate = graph_launch = graph_destroy = _no_graphs

@@ -27,12 +27,12 @@ import importlib.util
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
 
-__all__ = ["DECODERS", "DecoderConfig", "VideoDecoder", "open_decoder", "resolve_decoder"]
+__all__ = ["DECODERS", "DecoderConfig", "open_decoder", "resolve_decoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,26 +63,6 @@ class DecoderConfig:
             raise ValueError(f"decode threads must be 0 (automatic) or a positive integer, got {self.threads!r}")
         if isinstance(self.gpu, bool) or not isinstance(self.gpu, int) or self.gpu < 0:
             raise ValueError(f"the nvdec GPU must be a device index (0, 1, ...), got {self.gpu!r}")
-
-
-class VideoDecoder(Protocol):
-    """One open video, camera or stream.
-
-    Attributes:
-        name: the decoder (``opencv``, ``pyav``, ``nvdec``).
-        fps: frames per second the stream declares; ``0.0`` when it declares none.
-        frame_count: frames the container declares; ``0`` when unknown (cameras, streams, some containers).
-        size_wh: ``(width, height)`` of the frames.
-    """
-
-    name: str
-    fps: float
-    frame_count: int
-    size_wh: tuple[int, int]
-
-    def __iter__(self) -> Iterator[np.ndarray]: ...
-
-    def close(self) -> None: ...
 
 
 def _cannot_open(kind: str, label: str, detail: str = "") -> ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import sys
@@ -12,20 +13,20 @@ from typing import Any, overload
 
 import numpy as np
 
+from ..coco.names import ClassNames
+from ..contract import FUSED_INPUT_NAME, INPUT_NAMES, OUTPUT_NAMES, RAW_OUTPUT_NAMES
 from ..errors import ModelFileError
 from ..metadata import ModelMetadata
 from .backend import Backend
-from .backends import open_backend
-from .config import BACKEND_CHOICES, RuntimeConfig, check_conf, parse_device
+from .config import RuntimeConfig, check_conf, parse_device
 from .detections import Detections
 from .postprocess import select_detections, topk_detections
 from .preprocess import preprocess, stack_frames
+from .registry import check_backend_name, open_backend
 
 __all__ = ["Detector", "PreparedBatch"]
 
-DEPLOY_OUTPUTS = ("labels", "boxes", "scores")
-RAW_OUTPUTS = ("pred_logits", "pred_boxes")
-KNOWN_INPUTS = ("images", "orig_target_sizes", "frames")
+KNOWN_INPUTS = (*INPUT_NAMES, FUSED_INPUT_NAME)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Detector:
         device: ``"cpu"`` or ``"cuda:N"``; ``None`` for the backend's default (TensorRT ``cuda:0``, others ``cpu``).
         conf: keep detections scoring at least this, in [0, 1].
         classes: keep only these classes, by name or contiguous class index; ``None`` keeps all.
+        names: class names and original category ids replacing a checkpoint's (``--names``; the torch backend
+            only: an exported model keeps the names it was exported with); their count must be the model's.
 
     Raises:
         FileNotFoundError, ValueError (bad argument or unknown class), BackendError (the backend refuses the
@@ -73,14 +76,16 @@ class Detector:
         device: str | None = None,
         conf: float = 0.25,
         classes: Sequence[str | int] | None = None,
+        names: ClassNames | None = None,
     ) -> None:
         self.conf = check_conf(conf)
-        if backend not in BACKEND_CHOICES:
-            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+        check_backend_name(backend)
         if device is not None:
             parse_device(device)
         self.backend: Backend = _open(model, backend=backend, device=device)
         try:
+            if names is not None:
+                _rename(self.backend, names, model)
             self._check_io()
             self.keep_classes = None if classes is None else _class_indices(classes, self.metadata.class_names)
         except BaseException:
@@ -92,7 +97,14 @@ class Detector:
         """A detector for ``config.model`` with the config's backend, device, threshold and classes."""
         if config.model is None:
             raise ValueError("no model given: pass --model PATH (.onnx, .engine or .pth)")
-        return cls(config.model, backend=config.backend, device=config.device, conf=config.conf, classes=config.classes)
+        return cls(
+            config.model,
+            backend=config.backend,
+            device=config.device,
+            conf=config.conf,
+            classes=config.classes,
+            names=config.names,
+        )
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -123,14 +135,14 @@ class Detector:
                 f"model inputs {sorted(self._specs)} are not RT-DETR's; its metadata asks for {expected}"
             )
         outputs = {spec.name for spec in self.backend.output_specs}
-        if set(DEPLOY_OUTPUTS) <= outputs:
+        if set(OUTPUT_NAMES) <= outputs:
             self._raw = False
-        elif set(RAW_OUTPUTS) <= outputs:
+        elif set(RAW_OUTPUT_NAMES) <= outputs:
             self._raw = True
         else:
             raise ModelFileError(
-                f"model outputs {sorted(outputs)} are not RT-DETR's; expected {', '.join(DEPLOY_OUTPUTS)} "
-                f"or {', '.join(RAW_OUTPUTS)}"
+                f"model outputs {sorted(outputs)} are not RT-DETR's; expected {', '.join(OUTPUT_NAMES)} "
+                f"or {', '.join(RAW_OUTPUT_NAMES)}"
             )
         if self.fused:
             spec = self._specs["frames"]
@@ -182,7 +194,7 @@ class Detector:
                 outputs["pred_logits"], outputs["pred_boxes"], batch.orig_sizes, topk=self.metadata.topk
             )
         else:
-            labels, boxes, scores = (outputs[name] for name in DEPLOY_OUTPUTS)
+            labels, boxes, scores = (outputs[name] for name in OUTPUT_NAMES)
         n = batch.count
         return select_detections(
             labels[:n],
@@ -244,6 +256,18 @@ def _open(model: Any, *, backend: str, device: str | None) -> Backend:
 
         return TorchBackend.from_module(model, device=device)
     raise ValueError(f"model must be a file path, a Backend or a torch module, got {type(model).__name__}")
+
+
+def _rename(backend: Backend, names: ClassNames, model: Any) -> None:
+    """Give a checkpoint's backend ``names``; refuse an exported model (its names are part of the file)."""
+    where = str(model) if isinstance(model, str | os.PathLike) else "in memory"
+    if backend.name != "torch":
+        raise ValueError(
+            f"--names applies to checkpoints (.pth, .safetensors, model folders); the exported model {where} keeps "
+            "the names it was exported with (export it again with --names)"
+        )
+    names.check_count(backend.metadata.num_classes, where)
+    backend.metadata = dataclasses.replace(backend.metadata, class_names=names.names, category_ids=names.category_ids)
 
 
 def _class_indices(classes: Sequence[str | int], names: Sequence[str]) -> np.ndarray:

@@ -50,6 +50,8 @@ def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
         color = class_color(int(detections.class_ids[i]))
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, lineType=cv2.LINE_AA)
         label = f"{detections.class_names[i]} {float(detections.scores[i]):.2f}"
+        if detections.track_ids is not None:
+            label = f"#{int(detections.track_ids[i])} {label}"
         (tw, th), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thickness - 1))
         top = y1 - th - baseline - 2 if y1 - th - baseline - 2 >= 0 else y1
         cv2.rectangle(canvas, (x1, top), (x1 + tw + 2, top + th + baseline + 2), color, -1)

@@ -124,8 +124,12 @@ class OrtBackend(BackendBase):
         self.description = f"onnxruntime {onnxruntime.__version__} ({self.providers[0]})"
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str], *, device: str | None = None) -> OrtBackend:
+    def from_path(
+        cls, path: str | os.PathLike[str], *, device: str | None = None, threads: int | None = None
+    ) -> OrtBackend:
         """Open ``path`` on ``device`` (``"cpu"``, the default, or ``"cuda:N"``).
+
+        ``threads`` sets ONNX Runtime's intra-op thread count (``None``: its own choice, one per physical core).
 
         On CUDA the TensorRT execution provider is preferred when this onnxruntime build has it (its engines are
         cached under ``cache_dir()/ort-tensorrt``), then the CUDA provider.
@@ -141,6 +145,10 @@ class OrtBackend(BackendBase):
         providers = _providers(kind, index, ort.get_available_providers(), metadata)
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+                raise ValueError(f"threads must be a positive integer, got {threads!r}")
+            options.intra_op_num_threads = threads
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own pybind exception types, none of them exported

@@ -23,12 +23,12 @@ from .decoders import DecoderConfig, open_decoder
 from .preprocess import to_bgr8
 
 __all__ = [
+    "decode_image",
     "Frame",
     "ImageSource",
     "VideoSource",
     "open_source",
     "IMAGE_SUFFIXES",
-    "VIDEO_SUFFIXES",
     "image_files",
     "read_image",
     "read_image_folder",
@@ -37,7 +37,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"})
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 DEFAULT_FPS = 30.0
 
@@ -120,8 +119,16 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str]:
         return None, exc.strerror or str(exc)
     if data.size == 0:
         return None, "empty file"
+    return decode_image(data)
+
+
+def decode_image(data: np.ndarray | bytes) -> tuple[np.ndarray | None, str]:
+    """Decode encoded image bytes (JPEG, PNG, WebP, ...) to BGR uint8; ``(None, reason)`` when they cannot be."""
+    buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray | memoryview) else data
+    if buffer.size == 0:
+        return None, "empty image"
     # IMREAD_COLOR turns grayscale, BGRA and 16-bit files into 8-bit BGR, as to_bgr8 does for arrays.
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         return None, "not a decodable image (corrupt or unsupported format)"
     return to_bgr8(image), ""

@@ -27,8 +27,8 @@ import numpy as np
 
 from ..engine_format import (
     EngineSidecar,
+    create_trt,
     import_tensorrt,
-    installed_pair,
     make_logger,
     normalize_gpu_name,
     read_sidecar,
@@ -104,15 +104,6 @@ class _Graph:
     graph_exec: Any
 
 
-def _create_runtime(trt: ModuleType, trt_logger: Any) -> Any:
-    """``trt.Runtime(logger)``; its binding raises ``TypeError`` (not None) when TensorRT returns no runtime."""
-    try:
-        return trt.Runtime(trt_logger)
-    except (TypeError, RuntimeError) as exc:
-        detail = "; ".join(filter(None, [trt_logger.summary(), " ".join(str(exc).split())]))
-        raise BackendError(f"TensorRT could not create a runtime: {detail} ({installed_pair()})") from None
-
-
 class TrtBackend(BackendBase):
     """Runs a serialized TensorRT engine (build it with ``TrtBackend.from_path``).
 
@@ -177,7 +168,7 @@ class TrtBackend(BackendBase):
         Raises:
             FileNotFoundError: no engine or no sidecar.
             ValueError: a device that is not a GPU.
-            BackendError: TensorRT or cuda-python/pycuda missing (CUDA graphs need cuda-python), engine built for
+            BackendError: TensorRT or cuda-python missing, engine built for
                 another TensorRT or GPU, or the runtime or deserialization failed.
         """
         path = Path(path)
@@ -202,7 +193,7 @@ class TrtBackend(BackendBase):
         )
         trt_logger = make_logger(trt)
         with cuda.activate():
-            runtime = _create_runtime(trt, trt_logger)
+            runtime = create_trt(trt.Runtime, trt_logger, what="a runtime", logger=trt_logger, error=BackendError)
             engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             detail = trt_logger.summary(0) or "no message"

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..contract import OUTPUT_NAMES
 from ..errors import BackendError
 from ..metadata import ModelMetadata
 from .backend import BackendBase
@@ -39,7 +40,6 @@ TORCH_PRECISIONS = ("fp32", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # torch.compile modes that capture and replay CUDA graphs themselves (CUDA graph trees).
 _SELF_GRAPHED = ("reduce-overhead", "max-autotune")
-_OUTPUTS = ("labels", "boxes", "scores")
 # Forward passes run on a side stream before capture, so that lazy initialisation (cuBLAS/cuDNN handles,
 # autotuning) happens outside the graph.
 _CAPTURE_WARMUP = 3
@@ -286,12 +286,13 @@ class TorchBackend(BackendBase):
                 warm = step()
         torch.cuda.current_stream(self.device).wait_stream(side)
         host = {
-            name: torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for name, t in zip(_OUTPUTS, warm, strict=True)
+            name: torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+            for name, t in zip(OUTPUT_NAMES, warm, strict=True)
         }
         graph = torch.cuda.CUDAGraph()
         with torch.no_grad(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
             outputs = step()
-            for name, tensor in zip(_OUTPUTS, outputs, strict=True):
+            for name, tensor in zip(OUTPUT_NAMES, outputs, strict=True):
                 host[name].copy_(tensor, non_blocking=True)
         return _CapturedGraph(
             graph=graph,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..models.presets import SAMPLING_METHODS, check_input_size, get_preset
+from ..contract import check_sampling
+from ..models.presets import check_input_size, get_preset
 
 __all__ = ["TrainConfig", "MULTISCALE_RATIOS"]
 
@@ -88,8 +89,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         get_preset(self.preset)
-        if self.sampling not in SAMPLING_METHODS:
-            raise ValueError(f"sampling must be one of {', '.join(SAMPLING_METHODS)}, got {self.sampling!r}")
+        check_sampling(self.sampling)
         if self.imgsz is not None:
             object.__setattr__(self, "imgsz", check_input_size(tuple(self.imgsz)))
         if self.epochs < 1:

@@ -15,9 +15,7 @@ from torch.nn import functional as F
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-__all__ = ["STRONG_OPS", "ToNormalizedCxcywh", "build_transforms", "resize_batch"]
-
-STRONG_OPS = ("RandomPhotometricDistort", "RandomZoomOut", "RandomIoUCrop")
+__all__ = ["ToNormalizedCxcywh", "build_transforms", "resize_batch"]
 
 
 class ToNormalizedCxcywh(v2.Transform):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,17 +15,45 @@ from rtdetr_deploy.bench import timing as runner
 from rtdetr_deploy.bench.timing import CpuContention, PeakMemory, measure_pipeline, measure_stages, time_calls
 
 
-def test_warmup_and_iterations_are_counted_separately() -> None:
+class FakeClock:
+    """A ``time`` stand-in whose ``perf_counter`` moves only when told: by ``advance`` (the work a test stages) and
+    by ``tick`` at every reading. Every duration is then known beforehand, however busy the machine is."""
+
+    def __init__(self, *, tick: float = 0.0) -> None:
+        self.now, self.tick, self._lock = 0.0, tick, threading.Lock()
+
+    def perf_counter(self) -> float:
+        with self._lock:
+            self.now += self.tick
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+def test_warmup_and_iterations_are_counted_separately(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(runner, "time", clock)
+    durations = iter([4.0, 4.0, 4.0, 0.5, 0.25, 1.0, 2.0, 0.125])
     calls, syncs = [], []
-    latencies = time_calls(lambda: calls.append(1), warmup=3, iters=5, synchronize=lambda: syncs.append(1))
-    assert len(latencies) == 5 and len(calls) == 8
+
+    def work() -> None:
+        calls.append(1)
+        clock.advance(next(durations))
+
+    latencies = time_calls(work, warmup=3, iters=5, synchronize=lambda: syncs.append(1))
+    assert len(calls) == 8
+    assert latencies == [0.5, 0.25, 1.0, 2.0, 0.125]  # the warm-up calls' 4 s are not timed
     assert len(syncs) == 1 + 2 * 5  # once after warm-up, then before and after each timed call
-    assert all(t >= 0 for t in latencies)
 
 
-def test_seconds_bound_timing_runs_at_least_three_calls() -> None:
-    assert len(time_calls(lambda: None, warmup=0, seconds=1e-6)) == runner.MIN_TIMED_CALLS
-    assert len(time_calls(lambda: sum(range(1000)), warmup=0, seconds=0.02)) >= runner.MIN_TIMED_CALLS
+def test_seconds_bound_timing_stops_at_the_deadline_after_three_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(runner, "time", clock)
+    # Each call takes 0.125 s: a 0.5 s budget holds four; a budget shorter than one call still gets three.
+    assert time_calls(lambda: clock.advance(0.125), warmup=1, seconds=0.5) == [0.125] * 4
+    assert len(time_calls(lambda: clock.advance(0.125), warmup=0, seconds=1e-6)) == runner.MIN_TIMED_CALLS
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"iters": 2, "seconds": 1.0}])
@@ -32,16 +62,28 @@ def test_exactly_one_stop_condition(kwargs: dict) -> None:
         time_calls(lambda: None, warmup=0, **kwargs)
 
 
-def test_peak_memory_sees_a_large_allocation() -> None:
-    pytest.importorskip("psutil")
-    with PeakMemory(interval_s=0.001) as idle:
-        pass
-    with PeakMemory(interval_s=0.001) as busy:
-        block = np.ones(64 * 2**20, np.uint8)  # 64 MiB, touched
-        time.sleep(0.05)
-        del block
-    assert busy.result.host_source == "sampled" and busy.result.gpu_mib is None
-    assert busy.result.host_rss_mib >= idle.result.host_rss_mib + 32
+class _ScriptedProcess:
+    """psutil's ``Process`` reporting a scripted RSS, then its last value; ``seen`` is set once the script is read."""
+
+    def __init__(self, rss_mib: list[int]) -> None:
+        self.script, self.seen = iter(rss_mib), threading.Event()
+        self.last = rss_mib[-1]
+
+    def memory_info(self) -> SimpleNamespace:
+        value = next(self.script, None)
+        if value is None:
+            self.seen.set()
+            value = self.last
+        return SimpleNamespace(rss=value * 2**20)
+
+
+def test_peak_memory_keeps_the_highest_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    process = _ScriptedProcess([100, 120, 300, 150, 110])
+    monkeypatch.setitem(sys.modules, "psutil", SimpleNamespace(Process=lambda: process))
+    with PeakMemory(interval_s=0.001) as memory:
+        assert process.seen.wait(timeout=60), "the sampling thread never ran"
+    assert memory.result.host_source == "sampled" and memory.result.gpu_mib is None
+    assert memory.result.host_rss_mib == 300
 
 
 def test_peak_memory_without_psutil(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,44 +192,62 @@ def test_decode_alone_refuses_a_video_shorter_than_its_warm_up(tmp_path: Path) -
 def test_stage_rates_name_the_stage_that_is_made_slow(
     tiny_onnx: Path, short_video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A stage slowed by 0.2 s per call (a workload, not a wait) becomes the bound: at most 5 batches/s, far below
-    what the tiny model's inference reaches even on a busy machine."""
-    from rtdetr_deploy.bench.throughput import STAGES, measure_stage_rates
+    """On a clock that moves by a tick per reading, plus 0.25 s in each post-processing call, every stage's rate is
+    known beforehand, and post-processing is the bound."""
+    from rtdetr_deploy.bench import throughput
     from rtdetr_deploy.runtime import Detector
 
+    tick = 2.0**-20
+    clock = FakeClock(tick=tick)
+    monkeypatch.setattr(runner, "time", clock)
+    monkeypatch.setattr(throughput, "time", clock)
     with Detector(tiny_onnx) as detector:
         original = detector.postprocess
 
         def slow_postprocess(outputs: dict, prepared: object) -> list:
-            time.sleep(0.2)
+            clock.advance(0.25)
             return original(outputs, prepared)
 
         monkeypatch.setattr(detector, "postprocess", slow_postprocess)
-        rates = measure_stage_rates(detector, short_video, batch=2, frames=6, preprocess_workers=2)
-    assert set(rates.fps) == set(STAGES) and all(v > 0 for v in rates.fps.values())
-    assert rates.fps["postprocess"] <= 2 / 0.2 and rates.bound_by == "postprocess"
+        rates = throughput.measure_stage_rates(detector, short_video, batch=2, frames=6, preprocess_workers=2)
+    # Decoding times every frame after the warm-up in one reading pair; the other stages time 6 frames, batch 2.
+    decoded = rates.decode.frames
+    assert rates.fps == pytest.approx(
+        {"decode": decoded / tick, "preprocess": 6 / tick, "inference": 2 / tick, "postprocess": 2 / (0.25 + tick)}
+    )
+    assert rates.bound_by == "postprocess"
     record = rates.as_dict()
     assert record["bound_by"] == "postprocess" and record["preprocess_workers"] == 2 and record["frames"] == 6
 
 
+@pytest.mark.parametrize("workers", [1, 4])
 def test_preprocessing_alone_runs_its_workers_in_parallel(
-    tiny_onnx: Path, short_video: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_onnx: Path, short_video: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
+    """Each preprocessing call waits until ``workers`` calls are inside at once: the measurement completes only if
+    its workers do run in parallel (a barrier, not a stopwatch)."""
     from rtdetr_deploy.bench.throughput import measure_stage_rates
     from rtdetr_deploy.runtime import Detector
 
+    barrier = threading.Barrier(workers, timeout=60)
+    inside, most, lock = [0], [0], threading.Lock()
     with Detector(tiny_onnx) as detector:
         original = detector.preprocess
 
-        def slow_preprocess(images: list) -> object:
-            time.sleep(0.03)  # releases the GIL, as OpenCV's and numpy's work does
+        def gathered_preprocess(images: list) -> object:
+            if threading.current_thread() is threading.main_thread():
+                return original(images)  # the one batch prepared for the inference measurement
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            barrier.wait()
+            with lock:
+                inside[0] -= 1
             return original(images)
 
-        monkeypatch.setattr(detector, "preprocess", slow_preprocess)
-        one = measure_stage_rates(detector, short_video, batch=1, frames=8, preprocess_workers=1)
-        four = measure_stage_rates(detector, short_video, batch=1, frames=8, preprocess_workers=4)
-    assert one.fps["preprocess"] <= 1 / 0.03
-    assert four.fps["preprocess"] > 2.5 * one.fps["preprocess"]
+        monkeypatch.setattr(detector, "preprocess", gathered_preprocess)
+        measure_stage_rates(detector, short_video, batch=1, frames=8, preprocess_workers=workers)
+    assert most[0] == workers
 
 
 def test_bound_line_reads_the_pipeline_against_its_slowest_stage() -> None:
@@ -262,6 +322,20 @@ def _rated_report() -> dict:
     }
 
 
+def _table_rows(text: str, title: str) -> list[dict[str, str]]:
+    """The rows of the markdown table after the line starting with ``title``, keyed by its header cells."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    table = []
+    for line in lines[start + 1 :]:
+        if table and not line.startswith("|"):
+            break
+        if line.startswith("|"):
+            table.append([cell.strip() for cell in line.strip("|").split("|")])
+    header, _, *rows = table
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
 def test_the_markdown_report_names_the_bounding_stage() -> None:
     from rtdetr_deploy.bench.compare import overhead_rows
     from rtdetr_deploy.bench.report import markdown_report
@@ -269,19 +343,19 @@ def test_the_markdown_report_names_the_bounding_stage() -> None:
     report = _rated_report()
     report["overheads"] = overhead_rows(report["results"])
     text = markdown_report(report)
-    assert (
-        "| onnxruntime fp32 discrete | 1 | pyav, auto threads | 2 | 900.0 | 600.0 | 95.0 | 9000.0 | 80.0 | inference |"
-        in text
-    )
-    assert "- onnxruntime fp32 discrete, batch 1: pipeline 80.0 FPS, 84% of its slowest stage alone: inference" in text
-    assert "bound by inference (95.0 frames/s alone)" in text
+    (row,) = _table_rows(text, "Each stage alone")
+    assert row["case"] == "onnxruntime fp32 discrete" and row["bound by"] == "inference"
+    assert float(row["inference alone"]) == 95.0 and float(row["pipeline FPS"]) == 80.0
+    assert row["decoder"] == "pyav, auto threads" and row["workers"] == "2"
+    # 80 FPS of the 95 frames/s inference allows alone: 84%.
+    assert "pipeline 80.0 FPS, 84% of its slowest stage alone: inference" in text
 
 
 def test_reports_saved_before_stage_rates_still_render() -> None:
-    import json
-
     from rtdetr_deploy.bench.report import markdown_report
 
-    saved = Path(__file__).parents[2] / "benchmarks" / "results" / "gpu_runtime_h100-80gb-hbm3.json"
-    text = markdown_report(json.loads(saved.read_text()))
+    report = _rated_report()
+    (record,) = report["results"]
+    del record["stage_rates"]  # the field stage rates added
+    text = markdown_report(report)
     assert "On decoded video frames" in text and "Each stage alone" not in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -154,7 +155,7 @@ def test_failed_verification_leaves_the_folder_as_it_was(tiny_checkpoint, tmp_pa
     real_verify = pipeline.verify_against_pytorch
 
     def failing_verify(*args, **kwargs):
-        return {**real_verify(*args, **kwargs), "passed": False, "failures": ["simulated mismatch"]}
+        return dataclasses.replace(real_verify(*args, **kwargs), failures=("simulated mismatch",))
 
     monkeypatch.setattr(pipeline, "verify_against_pytorch", failing_verify)
     code, _, err = _run([tiny_checkpoint, "-o", out_dir, "--imgsz", "128"], capsys)

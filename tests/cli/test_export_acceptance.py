@@ -22,6 +22,7 @@ pytest.importorskip("faster_coco_eval")
 
 from rtdetr_deploy.cli.export import main  # noqa: E402
 from rtdetr_deploy.data import ensure_synthetic, pretrained_tiny  # noqa: E402
+from rtdetr_deploy.export.report import ExportReport  # noqa: E402
 
 INT8 = ["--int8-cpu", "--calib-images", "32"]
 
@@ -54,6 +55,10 @@ def test_int8_without_labels_passes_and_the_swap_warns_once(tmp_path, capsys, ca
         f"rtdetr-train --init {pretrained_tiny()} --sampling discrete" in warning and "--sampling bilinear" in warning
     )
     assert report["swap"]["cost"]["warning"] == warning.removeprefix("warning: ")
+    typed = ExportReport.read(tmp_path / "tiny_synthetic.verify.json")
+    kept = typed.variants["int8-cpu"].kept_ap
+    assert kept.relative >= kept.min_relative == 0.8 and kept.ap == int8["kept_ap"]["AP"]
+    assert typed.swap.cost.warning == warning.removeprefix("warning: ") and typed.swap.kept_ap.ap < 0.75
 
 
 def test_a_broken_int8_is_refused_and_the_verified_files_stay(tmp_path, capsys, calib, monkeypatch) -> None:
@@ -75,6 +80,9 @@ def test_a_broken_int8_is_refused_and_the_verified_files_stay(tmp_path, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny_synthetic.onnx", "tiny_synthetic.verify.json"]
     report = json.loads((tmp_path / "tiny_synthetic.verify.json").read_text())
     assert report["passed"] is False and list(report["refused"]) == ["int8-cpu"]
+    refused = ExportReport.read(tmp_path / "tiny_synthetic.verify.json").refused["int8-cpu"]
+    assert refused.files == ("tiny_synthetic.int8-cpu.onnx", "tiny_synthetic.int8-cpu.fused.onnx")
+    assert refused.reason.startswith("INT8 keeps AP")
 
 
 def test_strict_sampling_refuses_the_costly_swap_and_writes_nothing(tmp_path, capsys) -> None:

@@ -34,9 +34,9 @@ from hf_folders import (  # noqa: E402
     save_hf_folder,
     tiny_hf_config,
 )
-from hf_reference import use_official_position_embedding  # noqa: E402
 from transformers import DetrConfig, RTDetrConfig, RTDetrImageProcessor, RTDetrV2ForObjectDetection  # noqa: E402
 
+from benchmarks.hf_reference import use_official_position_embedding  # noqa: E402
 from rtdetr_deploy.cli import eval as eval_cli  # noqa: E402
 from rtdetr_deploy.cli import export as export_cli  # noqa: E402
 from rtdetr_deploy.cli import infer as infer_cli  # noqa: E402

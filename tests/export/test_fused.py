@@ -204,6 +204,7 @@ def test_export_with_fuse_preprocess_publishes_the_verified_fused_graph(tiny_che
     assert config.fuse_preprocess
     result = export(config, verbose=False)
     assert (tmp_path / "tiny.fused.onnx") in result.files
-    assert result.report["fused"]["passed"]
+    assert result.report.fused["passed"]
+    assert result.files.fused == {"fp32": tmp_path / "tiny.fused.onnx"}
     with Detector(tmp_path / "tiny.fused.onnx", conf=0.0) as detector:
         assert len(detector(np.zeros((90, 120, 3), np.uint8))) == 50

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ pytest.importorskip("faster_coco_eval")
 
 from rtdetr_deploy.cli.export import build_parser, config_from_args, main  # noqa: E402
 from rtdetr_deploy.export.config import ExportConfig  # noqa: E402
+from rtdetr_deploy.export.report import ExportReport  # noqa: E402
 from rtdetr_deploy.runtime import Detector  # noqa: E402
 from rtdetr_deploy.runtime.onnxruntime_backend import read_onnx_metadata  # noqa: E402
 from rtdetr_deploy.runtime.openvino_backend import RT_INFO_SECTION, read_openvino_metadata  # noqa: E402
@@ -35,7 +37,7 @@ PRECISIONS = ("fp32", "bf16", "int8") if HAS_BF16 else ("fp32", "int8")
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> tuple[Path, dict]:
+def exported(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> tuple[Path, ExportReport]:
     """A tiny checkpoint with the synthetic set's classes exported with every IR, 3 calibration images and the
     synthetic validation split as labelled data; ``(out_dir, report)``."""
     from helpers import synthetic_classes_checkpoint
@@ -55,7 +57,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> tuple
     return folder / "out", result.report
 
 
-def test_every_ir_is_published_with_its_weights_and_nothing_else(exported: tuple[Path, dict]) -> None:
+def test_every_ir_is_published_with_its_weights_and_nothing_else(exported: tuple[Path, ExportReport]) -> None:
     out, report = exported
     names = sorted(path.name for path in out.iterdir())
     irs = [f"set.openvino-{p}.{ext}" for p in PRECISIONS for ext in ("bin", "xml")]
@@ -70,7 +72,7 @@ def test_every_ir_is_published_with_its_weights_and_nothing_else(exported: tuple
     assert on_disk["openvino"]["openvino-fp32"]["passed"], on_disk["openvino"]["openvino-fp32"]["failures"]
 
 
-def test_the_published_ir_has_only_the_deploy_outputs_and_fp32_weights(exported: tuple[Path, dict]) -> None:
+def test_the_published_ir_has_only_the_deploy_outputs_and_fp32_weights(exported: tuple[Path, ExportReport]) -> None:
     out, _ = exported
     core = openvino.Core()
     for precision in ("fp32", "int8"):
@@ -86,7 +88,7 @@ def test_the_published_ir_has_only_the_deploy_outputs_and_fp32_weights(exported:
         assert record["inference_precision_hint"] == "f32"
 
 
-def test_the_ir_metadata_is_the_onnx_metadata_with_its_precision(exported: tuple[Path, dict]) -> None:
+def test_the_ir_metadata_is_the_onnx_metadata_with_its_precision(exported: tuple[Path, ExportReport]) -> None:
     out, _ = exported
     onnx_metadata = read_onnx_metadata(out / "set.onnx")
     for precision in PRECISIONS:
@@ -94,7 +96,7 @@ def test_the_ir_metadata_is_the_onnx_metadata_with_its_precision(exported: tuple
         assert ir_metadata == dataclasses.replace(onnx_metadata, precision=precision)
 
 
-def test_fp32_ir_agrees_with_onnxruntime_and_int8_differs(exported: tuple[Path, dict]) -> None:
+def test_fp32_ir_agrees_with_onnxruntime_and_int8_differs(exported: tuple[Path, ExportReport]) -> None:
     out, report = exported
     images = [cv2.imread(str(DATA_DIR / name)) for name in ("chelsea.png", "rocket.jpg")]
     with Detector(out / "set.onnx", conf=0.0) as ort, Detector(out / "set.openvino-fp32.xml", conf=0.0) as ov:
@@ -110,10 +112,10 @@ def test_fp32_ir_agrees_with_onnxruntime_and_int8_differs(exported: tuple[Path, 
                 assert abs(got.scores[closest] - score) <= 1e-4
     # The verification measured it too, against the FP32 probe in ONNX Runtime: rounding for FP32, much more
     # for INT8 (so the comparison does see a precision change).
-    fp32, int8 = report["openvino"]["openvino-fp32"], report["openvino"]["openvino-int8"]
-    print(f"verification, OpenVINO FP32 vs ONNX Runtime: {json.dumps(fp32['raw'])}")
-    assert fp32["raw"]["max_encoder_logit_delta"] < 1e-4 and fp32["raw"]["max_sorted_score_delta"] < 1e-5
-    assert int8["raw"]["max_encoder_logit_delta"] > 1e-3
+    fp32, int8 = report.openvino["openvino-fp32"], report.openvino["openvino-int8"]
+    print(f"verification, OpenVINO FP32 vs ONNX Runtime: {fp32.raw}")
+    assert fp32.raw.max_encoder_logit_delta < 1e-4 and fp32.raw.max_sorted_score_delta < 1e-5
+    assert int8.raw.max_encoder_logit_delta > 1e-3
 
 
 def _reads_fake_quantize(op: object) -> bool:
@@ -126,7 +128,7 @@ def _reads_fake_quantize(op: object) -> bool:
     return False
 
 
-def test_int8_leaves_the_sampling_and_box_heads_unquantized(exported: tuple[Path, dict]) -> None:
+def test_int8_leaves_the_sampling_and_box_heads_unquantized(exported: tuple[Path, ExportReport]) -> None:
     out, report = exported
     model = openvino.Core().read_model(str(out / "set.openvino-int8.xml"))
     matmuls = {op.get_friendly_name(): op for op in model.get_ops() if op.get_type_name() == "MatMul"}
@@ -134,34 +136,34 @@ def test_int8_leaves_the_sampling_and_box_heads_unquantized(exported: tuple[Path
     assert len(heads) >= 5  # two decoder layers' offsets, three box heads of several layers
     assert not [name for name in heads if _reads_fake_quantize(matmuls[name])]
     assert any(_reads_fake_quantize(op) for name, op in matmuls.items() if name not in heads)
-    assert report["openvino"]["openvino-int8"]["quantization"]["calibration_images"] == 3
+    assert report.openvino["openvino-int8"].target["quantization"]["calibration_images"] == 3
 
 
-def test_ap_of_each_ir_is_gated_against_the_onnx(exported: tuple[Path, dict]) -> None:
+def test_ap_of_each_ir_is_gated_against_the_onnx(exported: tuple[Path, ExportReport]) -> None:
     _, report = exported
-    gates = report["accuracy"]["gates"]
+    gates = report.accuracy.gates
     assert set(gates) == {"fp32", *(f"openvino-{p}" for p in PRECISIONS)}
-    assert gates["openvino-fp32"]["AP"] == pytest.approx(gates["fp32"]["AP"], abs=1e-3)
-    assert gates["openvino-int8"]["allowed_drop"] == 0.02
-    assert all(gate["accepted"] for gate in gates.values())
+    assert gates["openvino-fp32"].ap == pytest.approx(gates["fp32"].ap, abs=1e-3)
+    assert gates["openvino-int8"].allowed_drop == 0.02
+    assert all(gate.accepted for gate in gates.values())
 
 
 def test_failed_ir_rules_and_ap_gates_refuse_the_variant() -> None:
     from rtdetr_deploy.export.refusal import refused_variants, variant_files
 
-    failing = {"passed": False, "failures": ["BF16 keeps only 61.0% of FP32's 400 decided top detections"]}
-    refused = refused_variants({"variants": {}, "openvino": {"openvino-bf16": failing}})
+    failing = SimpleNamespace(passed=False, failures=("BF16 keeps only 61.0% of FP32's 400 decided top detections",))
+    refused = refused_variants({"openvino-bf16": failing}, None)
     assert refused == {"openvino-bf16": "BF16 keeps only 61.0% of FP32's 400 decided top detections"}
     assert [p.name for p in variant_files(Path(), "m", "openvino-bf16")] == [
         "m.openvino-bf16.xml",
         "m.openvino-bf16.bin",
     ]
     gates = {
-        "fp32": {"AP": 0.5, "accepted": True},
-        "openvino-fp32": {"AP": 0.49, "delta_AP": -0.01, "allowed_drop": 0.001, "accepted": False},
+        "fp32": SimpleNamespace(ap=0.5, accepted=True),
+        "openvino-fp32": SimpleNamespace(ap=0.49, delta_ap=-0.01, allowed_drop=0.001, accepted=False),
     }
-    report = {"variants": {}, "openvino": {"openvino-fp32": {"passed": True}}, "accuracy": {"gates": gates}}
-    (reason,) = refused_variants(report).values()
+    variants = {"openvino-fp32": SimpleNamespace(passed=True)}
+    (reason,) = refused_variants(variants, SimpleNamespace(gates=gates)).values()
     assert reason.startswith("loses 0.0100 AP") and reason.endswith("FP32 differs by rounding only)")
 
 

@@ -70,7 +70,7 @@ def _types(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def _index_casts(model: onnx.ModelProto) -> list[str]:
-    """Outputs of the discrete operator's float-to-int64 Casts: the pixel coordinates, ``[B*heads, Q, P, 2]``."""
+    """Outputs of the discrete operator's float-to-int64 Casts: the flat pixel indices, ``[B*heads, Q*P]``."""
     types = _types(model)
     return [
         node.output[0]
@@ -91,12 +91,12 @@ def _probe(path: Path) -> onnx.ModelProto:
 
 
 def _coordinates_by_query(outputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Pixel coordinates reordered by query id (FP16 may order near-tied queries differently)."""
+    """Pixel indices ``[B, heads, Q, P]`` reordered by query id (FP16 may order near-tied queries differently)."""
     queries = outputs[3]
     order = np.argsort(queries, axis=1, kind="stable")
     aligned = []
     for coords in outputs[4:]:
-        coords = coords.reshape(queries.shape[0], NUM_HEADS, *coords.shape[1:])
+        coords = coords.reshape(queries.shape[0], NUM_HEADS, queries.shape[1], -1)
         aligned.append(np.stack([coords[b][:, order[b]] for b in range(queries.shape[0])]))
     return aligned
 
@@ -132,13 +132,17 @@ def test_fp16_islands_stay_fp32_and_the_bulk_is_fp16(tiny):
         if any(types.get(t) == TensorProto.FLOAT16 for t in (*by_name[name].input, *by_name[name].output))
     ]
     assert not fp16_in_islands
-    # Each index Cast reads FP32, computed from FP32 Mul/Add (loc * [W, H] + 0.5).
+    # Each index Cast reads FP32, computed in FP32: clamp, floor and the flat index y * W + x (an Add).
     producer = {out: node for node in converted.graph.node for out in node.output}
     for name in _index_casts(converted):
         cast = producer[name]
         assert types[cast.input[0]] == TensorProto.FLOAT
         assert cast.name in islands
-        assert producer[cast.input[0]].op_type == "Add" and producer[cast.input[0]].name in islands
+        source = producer[cast.input[0]]
+        while source.op_type in ("Flatten", "Reshape"):
+            assert source.name in islands
+            source = producer[source.input[0]]
+        assert source.op_type == "Add" and source.name in islands
     for node in converted.graph.node:
         if node.op_type in ("LayerNormalization", "Softmax", "TopK"):
             assert types[node.input[0]] == TensorProto.FLOAT, node.name

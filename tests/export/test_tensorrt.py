@@ -23,7 +23,6 @@ from rtdetr_deploy.engine_format import sidecar_path  # noqa: E402
 from rtdetr_deploy.errors import EngineBuildError  # noqa: E402
 from rtdetr_deploy.export.tensorrt import (  # noqa: E402
     build_engine,
-    check_batch_range,
     engine_sidecar,
     gpu_description,
     onnx_io,
@@ -41,17 +40,6 @@ NO_TENSORRT = "TensorRT is not installed (pip install rtdetr-deploy[trt]; engine
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny preset at 160x160 with the deploy I/O, a dynamic batch and metadata (random weights)."""
     return tiny_deploy_onnx(tmp_path_factory.mktemp("tensorrt"), input_size=INPUT_SIZE, topk=50)
-
-
-@pytest.mark.parametrize("batch", [(1, 1, 1), (1, 4, 8), (2, 2, 2)])
-def test_valid_batch_ranges(batch):
-    assert check_batch_range(batch) == batch
-
-
-@pytest.mark.parametrize("batch", [(0, 1, 1), (4, 2, 8), (1, 8, 4), (1, 2), (1.0, 2, 4), (True, 2, 4)])
-def test_invalid_batch_ranges_name_the_rule(batch):
-    with pytest.raises(ValueError, match="MIN, OPT, MAX|1 <= MIN <= OPT <= MAX"):
-        check_batch_range(batch)
 
 
 def test_onnx_io_reports_the_deploy_contract(tiny_onnx):

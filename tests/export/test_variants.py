@@ -18,9 +18,10 @@ from onnx import TensorProto, helper  # noqa: E402
 from rtdetr_deploy import load_model  # noqa: E402
 from rtdetr_deploy.data.pretrained import pretrained_tiny  # noqa: E402
 from rtdetr_deploy.data.synthetic import ensure_synthetic  # noqa: E402
+from rtdetr_deploy.export.gates import VARIANT_RULES  # noqa: E402
 from rtdetr_deploy.export.onnx_export import export_probe, strip_probe  # noqa: E402
 from rtdetr_deploy.export.precision import convert_fp16  # noqa: E402
-from rtdetr_deploy.export.variants import VARIANT_RULES, check_variant  # noqa: E402
+from rtdetr_deploy.export.variants import check_variant  # noqa: E402
 from rtdetr_deploy.metadata import ModelMetadata  # noqa: E402
 from rtdetr_deploy.runtime.sources import read_image_folder  # noqa: E402
 
@@ -77,25 +78,31 @@ def _sorted_topologically(graph: onnx.GraphProto) -> None:
 
 
 def _index_arithmetic_in_fp16(fp16_probe: Path, out: Path) -> Path:
-    """The FP16 probe with each discrete index's ``loc * W + 0.5`` rounded through FP16, as an FP16 conversion
-    without the index island would compute it."""
+    """The FP16 probe with each discrete coordinate's ``loc * W + 0.5`` (and ``loc``) rounded through FP16, as an
+    FP16 conversion without the index island would compute it. Each coordinate is clamped and floored in float
+    (``deformable_attention.discrete_indices``): the Add that feeds the clamp before a ``Floor``."""
     model = onnx.load(str(fp16_probe))
     graph = model.graph
     producer = {name: node for node in graph.node for name in node.output}
-    index_casts = [
-        node
-        for node in graph.node
-        if node.op_type == "Cast"
-        and helper.get_attribute_value(node.attribute[0]) == TensorProto.INT64
-        and producer[node.input[0]].op_type == "Add"
-    ]
-    assert len(index_casts) == 2 * 3 * 2  # decoder layers x levels x (x, y)
-    for cast in index_casts:
-        add = producer[cast.input[0]]
-        scale = producer[add.input[0]]
-        assert scale.op_type == "Mul", scale.op_type
+    rounded = []
+    for floor in [node for node in graph.node if node.op_type == "Floor"]:
+        source = producer[floor.input[0]]
+        while source.op_type in ("Clip", "Max", "Min"):
+            source = producer[source.input[0]]
+        if source.op_type == "Add" and source.input[0] in producer and producer[source.input[0]].op_type == "Mul":
+            rounded.append((source, producer[source.input[0]]))
+    assert len(rounded) == 2 * 3 * 2  # decoder layers x levels x (x, y)
+    consumers = {}
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, position))
+    for add, scale in rounded:
         scale.input[0] = _round_through_fp16(graph, scale.input[0])
-        cast.input[0] = _round_through_fp16(graph, cast.input[0])
+        total = add.output[0]
+        users = list(consumers.get(total, ()))
+        replacement = _round_through_fp16(graph, total)
+        for node, position in users:
+            node.input[position] = replacement
     _sorted_topologically(graph)
     onnx.save(model, str(out))
     return out
@@ -106,17 +113,17 @@ def test_fp16_with_its_islands_keeps_the_trained_models_detections(trained) -> N
     report = check_variant(
         probe, fp16_probe, _published(fp16_probe), images, precision="fp16", rules=VARIANT_RULES["fp16"]
     )
-    assert report["passed"], report["failures"]
-    assert report["detections"]["decided"] >= 100
-    assert report["published_equals_probe"] is True
+    assert report.passed, report.failures
+    assert report.detections.decided >= 100
+    assert report.published_equals_probe is True
 
 
 def test_fp16_index_arithmetic_is_refused(trained) -> None:
     folder, probe, fp16_probe, images = trained
     broken = _index_arithmetic_in_fp16(fp16_probe, folder / "broken.probe.onnx")
     report = check_variant(probe, broken, _published(broken), images, precision="fp16", rules=VARIANT_RULES["fp16"])
-    assert not report["passed"]
-    text = "; ".join(report["failures"])
+    assert not report.passed
+    text = "; ".join(report.failures)
     assert "FP16 keeps only" in text and "decided top detections" in text, text
 
 
@@ -139,13 +146,13 @@ def test_int8_at_no_labelled_loss_passes_the_label_free_rule(trained, int8_varia
     _, probe, _, images = trained
     good = int8_variants["good"]
     report = check_variant(probe, good, _published(good), images, precision="int8", rules=VARIANT_RULES["int8"])
-    assert report["rule"].startswith("kept AP"), report["rule"]
-    assert report["passed"], report["failures"]
+    assert report.rule.startswith("kept AP"), report.rule
+    assert report.passed, report.failures
 
 
 def test_broken_int8_is_refused_by_the_label_free_rule(trained, int8_variants) -> None:
     _, probe, _, images = trained
     path = int8_variants["wrong_scale"]
     report = check_variant(probe, path, _published(path), images, precision="int8", rules=VARIANT_RULES["int8"])
-    assert not report["passed"]
-    assert "INT8 keeps AP" in report["failures"][0] and "label-free rule" in report["failures"][0]
+    assert not report.passed
+    assert "INT8 keeps AP" in report.failures[0] and "label-free rule" in report.failures[0]

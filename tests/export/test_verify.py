@@ -72,20 +72,19 @@ def test_untrained_weights_export_with_their_ties_counted(tmp_path: Path, images
     model = _model(untrained=True)
     probe, deploy = _export(model, tmp_path)
     report = verify_against_pytorch(probe, deploy, model, images)
-    assert report["passed"], report["failures"]
-    assert report["decisions"]["ties"] > 0 and report["decisions"]["disagreements"] == 0
-    assert report["raw"]["within_tolerance"] == 1.0
-    json.dumps(report)
+    assert report.passed, report.failures
+    assert report.decisions.ties > 0 and report.decisions.disagreements == 0
+    assert report.raw.within_tolerance == 1.0
 
 
 def test_a_correct_export_passes_with_every_rule_reported(trained_looking, images) -> None:
     model, probe, deploy = trained_looking
     report = verify_against_pytorch(probe, deploy, model, images)
-    assert report["passed"], report["failures"]
-    assert report["published_equals_probe"] is True
-    assert report["decisions"]["points"] == len(probe.decisions) == 1 + 2 * 3 * 2  # selection + layers x levels x xy
-    assert report["detections"]["decided"] > 0 and report["detections"]["matched"] == 1.0
-    assert report["raw"]["max_logit_delta"] < 1e-4
+    assert report.passed, report.failures
+    assert report.published_equals_probe is True
+    assert report.decisions.points == len(probe.decisions) == 1 + 2 * 3 * 2  # selection + layers x levels x xy
+    assert report.detections.decided > 0 and report.detections.matched == 1.0
+    assert report.raw.max_logit_delta < 1e-4
 
 
 def _tampered(probe: Probe, folder: Path, change) -> tuple[Probe, Path]:  # noqa: ANN001 - a callable
@@ -108,8 +107,8 @@ def test_one_wrong_initializer_is_refused(trained_looking, images, tmp_path: Pat
 
     bad_probe, bad_deploy = _tampered(probe, tmp_path, scale_a_backbone_weight)
     report = verify_against_pytorch(bad_probe, bad_deploy, model, images)
-    assert not report["passed"]
-    text = "; ".join(report["failures"])
+    assert not report.passed
+    text = "; ".join(report.failures)
     assert "decisions differ from PyTorch's away from any tie; the first at query selection" in text, text
     assert "raw queries agree" in text
 
@@ -129,15 +128,17 @@ def test_x_clamped_to_h_minus_1_on_a_rectangular_export_is_refused(trained_looki
                 node = producer[node.input[0]]
             level = int(where.split("level ")[1].split(",")[0])
             name = f"x_max_as_h_{index}"
-            graph_model.graph.initializer.append(numpy_helper.from_array(np.array(heights[level] - 1), name))
+            graph_model.graph.initializer.append(
+                numpy_helper.from_array(np.array(heights[level] - 1, dtype=np.float32), name)
+            )
             node.input[2] = name
 
     bad_probe, bad_deploy = _tampered(probe, tmp_path, clamp_x_to_h)
     report = verify_against_pytorch(bad_probe, bad_deploy, model, images)
-    assert not report["passed"]
-    first = report["decisions"]["first_disagreement"]
+    assert not report.passed
+    first = report.decisions.first_disagreement
     assert first.startswith("decoder layer 0, level ") and ", x:" in first, first
-    wrong_axes = {p["where"].rsplit(", ", 1)[1] for p in report["decisions"]["per_point"] if p["disagreements"]}
+    wrong_axes = {p.where.rsplit(", ", 1)[1] for p in report.decisions.per_point if p.disagreements}
     assert "x" in wrong_axes
 
 
@@ -152,5 +153,5 @@ def test_a_wrong_preprocessing_scale_in_the_metadata_is_refused(trained_looking,
     bad_deploy = tmp_path / "scaled.onnx"
     onnx.save(tampered, str(bad_deploy))
     report = verify_against_pytorch(probe, bad_deploy, model, images)
-    assert not report["passed"]
-    assert any("records the preprocessing" in f and "0.00784" in f for f in report["failures"]), report["failures"]
+    assert not report.passed
+    assert any("records the preprocessing" in f and "0.00784" in f for f in report.failures), report.failures

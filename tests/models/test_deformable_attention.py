@@ -63,12 +63,22 @@ def test_discrete_sampling_gathers_the_indexed_pixel_per_channel():
     assert torch.equal(sampled[0, :, 0], expected)
 
 
-def test_bilinear_sampling_is_grid_sample_with_zero_padding():
-    torch.manual_seed(0)
-    value = torch.randn(2, 5, 7, 9)
-    locs = torch.rand(2, 4, 3, 2) * 1.2 - 0.1
-    expected = F.grid_sample(value, 2 * locs - 1, mode="bilinear", padding_mode="zeros", align_corners=False)
-    assert torch.equal(sample_bilinear(value, locs), expected)
+def test_bilinear_sampling_interpolates_between_pixel_centres_with_zero_padding():
+    # A 2x2 map; pixel (x, y) has its centre at ((x + 0.5) / 2, (y + 0.5) / 2) in normalised coordinates.
+    value = torch.tensor([[4.0, 8.0], [12.0, 16.0]]).reshape(1, 1, 2, 2)
+    cases = {
+        (0.25, 0.25): 4.0,  # on the centre of pixel (0, 0)
+        (0.75, 0.25): 8.0,  # on the centre of pixel (1, 0)
+        (0.5, 0.25): 6.0,  # halfway between them
+        (0.5, 0.5): 10.0,  # the mean of all four
+        (0.25, 0.75): 12.0,  # on the centre of pixel (0, 1)
+        (0.0, 0.0): 1.0,  # the map's corner: a quarter of pixel (0, 0), three quarters of zero padding
+        (1.25, 0.25): 0.0,  # a whole pixel outside: padding only
+    }
+    locs = torch.tensor(list(cases), dtype=torch.float32).reshape(1, 1, len(cases), 2)
+    sampled = sample_bilinear(value, locs)
+    assert sampled.shape == (1, 1, 1, len(cases))
+    torch.testing.assert_close(sampled.flatten(), torch.tensor(list(cases.values())))
 
 
 def test_discrete_picks_pixel_k_for_locations_within_half_a_pixel_of_k_over_size():

@@ -34,9 +34,9 @@ from hf_folders import (  # noqa: E402
     save_hf_folder,
     tiny_hf_config,
 )
-from hf_reference import official_to_hf_state_dict, use_official_position_embedding  # noqa: E402
 from transformers import RTDetrV2ForObjectDetection  # noqa: E402
 
+from benchmarks.hf_reference import official_to_hf_state_dict, use_official_position_embedding  # noqa: E402
 from rtdetr_deploy.errors import CheckpointError  # noqa: E402
 from rtdetr_deploy.models import (  # noqa: E402
     PRESETS,

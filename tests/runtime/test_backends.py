@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from rtdetr_deploy.errors import BackendError, CheckpointError
-from rtdetr_deploy.runtime import BACKENDS, Backend, OrtBackend, TorchBackend, TrtBackend, open_backend
+from rtdetr_deploy.runtime import Backend, OrtBackend, TorchBackend, TrtBackend, open_backend
 from rtdetr_deploy.runtime.config import RuntimeConfig, parse_device
+from rtdetr_deploy.runtime.registry import backend_class, backend_name_for
 
 
 def test_each_suffix_opens_with_its_backend(tiny_onnx: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -22,7 +23,7 @@ def test_each_suffix_opens_with_its_backend(tiny_onnx: Path, tiny_checkpoint: Pa
     # The TensorRT backend answers for .engine files: it refuses the CPU before reading anything.
     with pytest.raises(ValueError, match="TensorRT engines run on CUDA GPUs only"):
         open_backend(engine, device="cpu")
-    assert BACKENDS[".engine"] is TrtBackend
+    assert backend_class(backend_name_for(engine)) is TrtBackend
 
 
 def _available_backends() -> list[str]:

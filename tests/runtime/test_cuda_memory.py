@@ -9,7 +9,6 @@ import ctypes
 import enum
 import inspect
 import logging
-import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -360,11 +359,9 @@ def test_abort_never_raises(caplog: pytest.LogCaptureFixture) -> None:
     assert "could not end a failed CUDA graph capture cleanly: Failed to dlopen libcuda.so" in caplog.text
 
 
-def test_neither_cuda_python_nor_pycuda(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_cuda_python(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_distributions(monkeypatch, {"tensorrt-cu12": "10.7.0"})
     monkeypatch.setattr(cuda_memory, "import_cudart", lambda: None)
-    monkeypatch.setitem(sys.modules, "pycuda", None)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
     with pytest.raises(
         BackendError, match=r"needs cuda-python .* \(installed: tensorrt-cu12 10\.7\.0, no cuda-python\)"
     ):

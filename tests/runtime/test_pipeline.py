@@ -40,7 +40,7 @@ def test_order_and_batching(onnx_detector: Detector, batch: int) -> None:
     assert [i for i, _ in seen] == list(range(8))
     assert all(n == onnx_detector.metadata.topk for _, n in seen)
     assert result.frames == 8 and not result.interrupted and not result.stopped
-    assert result.times.inference > 0 and result.wall_s > 0 and result.fps > 0
+    assert result.times.inference > 0 and result.wall_s > 0
     assert set(result.times.as_dict()) == {"decode", "preprocess", "inference", "postprocess", "draw/write"}
 
 

@@ -124,7 +124,7 @@ def test_warmup_is_linear_then_constant_and_frozen_offsets_leave_the_optimizer()
     ("overrides", "match"),
     [
         ({"preset": "r18"}, "unknown preset 'r18'"),
-        ({"sampling": "nearest"}, "sampling must be one of"),
+        ({"sampling": "nearest"}, "unknown sampling method"),
         ({"imgsz": (100, 100)}, "multiples of 32"),
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"stop_epoch": 9, "epochs": 5}, "stop_epoch must lie in"),

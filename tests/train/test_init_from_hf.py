@@ -16,9 +16,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from hf_folders import official_hf_config, tiny_hf_config  # noqa: E402
-from hf_reference import official_to_hf_state_dict  # noqa: E402
 from transformers import RTDetrV2ForObjectDetection  # noqa: E402
 
+from benchmarks.hf_reference import official_to_hf_state_dict  # noqa: E402
 from rtdetr_deploy import load_model  # noqa: E402
 from rtdetr_deploy.cli.train import main  # noqa: E402
 from rtdetr_deploy.models import build_model, get_preset  # noqa: E402

@@ -5,14 +5,14 @@ backbone, no strong augmentation); phase 2 continues from phase 1's EMA weights 
 rate. The EMA weights of phase 2 are written with FP16 storage (anchors kept FP32) as a package checkpoint
 whose ``provenance`` entry holds this script's settings, the training time, the machine and the AP reached:
 
-    python benchmarks/train_demo_weights.py                      # about an hour on 2 CPU cores
-    python benchmarks/train_demo_weights.py --epochs 1 1 --train-images 16 --dest /tmp/w.pth   # a smoke run
+    python tools/train_demo_weights.py                      # about an hour on 2 CPU cores
+    python tools/train_demo_weights.py --epochs 1 1 --train-images 16 --dest /tmp/w.pth   # a smoke run
 
 Phase 3 fine-tunes phase 2's result with discrete sampling (the sampling offsets frozen, the official "dsp"
 recipe) at the phase 2 learning rate, so that the default (discrete) export of the shipped model keeps its
 accuracy; ``--discrete-only`` runs phase 3 alone, from the bilinear checkpoint already at ``--dest``:
 
-    python benchmarks/train_demo_weights.py --discrete-only      # a few minutes on 2 CPU cores
+    python tools/train_demo_weights.py --discrete-only      # a few minutes on 2 CPU cores
 
 Writes ``rtdetr_deploy/data/weights/tiny_synthetic.pth`` (``--dest``, bilinear),
 ``rtdetr_deploy/data/weights/tiny_synthetic_discrete.pth`` (``--discrete-dest``) and their records
@@ -35,7 +35,7 @@ from pathlib import Path
 from train_synthetic import machine
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = ROOT / "benchmarks" / "results"
 DEST = ROOT / "rtdetr_deploy" / "data" / "weights" / "tiny_synthetic.pth"
 DISCRETE_DEST = ROOT / "rtdetr_deploy" / "data" / "weights" / "tiny_synthetic_discrete.pth"
 
@@ -119,7 +119,7 @@ def _discrete_phase(args: argparse.Namespace, base, start: Path) -> int:  # noqa
     third = fit(phase3)
     minutes = (time.perf_counter() - clock) / 60
     provenance = {
-        "script": "benchmarks/train_demo_weights.py",
+        "script": "tools/train_demo_weights.py",
         "what": f"{start.name} fine-tuned with discrete sampling (offsets frozen) on the embedded synthetic set, "
         "EMA weights, FP16 storage",
         "started": started,
@@ -196,7 +196,7 @@ def _bilinear_phases(args: argparse.Namespace, phase1) -> Path:  # noqa: ANN001
     minutes = minutes1 + (time.perf_counter() - clock) / 60
     final = {k: second.history[-1][k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
     provenance = {
-        "script": "benchmarks/train_demo_weights.py",
+        "script": "tools/train_demo_weights.py",
         "what": "tiny preset trained from scratch on the embedded synthetic set (seed 0), EMA weights, FP16 storage",
         "started": started,
         "training_minutes": round(minutes, 1),

@@ -7,7 +7,7 @@ here) with the short-budget settings (256 px, learning rate 1e-3 with the backbo
 settings, the machine, the training time and the AP reached go to ``benchmarks/results/r18_reference.json``; the
 checkpoints stay in ``--out`` (``runs/r18_reference``, not in git: this script regenerates them).
 
-    python benchmarks/train_r18_reference.py --minutes 90 --dsp-minutes 20
+    python tools/train_r18_reference.py --minutes 90 --dsp-minutes 20
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from train_synthetic import machine
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -8,7 +8,7 @@ frozen) for ``--dsp-minutes``. After each phase the checkpoint goes through ``rt
 sampling, verified ONNX) and the runtime's ``Detector`` on ONNX Runtime, whose detections are scored the
 same way: the AP as deployed.
 
-    python benchmarks/train_synthetic.py --minutes 30 --report 10 30 --dsp-minutes 3
+    python tools/train_synthetic.py --minutes 30 --report 10 30 --dsp-minutes 3
 
 Writes ``benchmarks/results/train_synthetic_<tag>.json`` and ``.png``; the JSON records the machine (CPU
 model, cores, load average before and after: these machines are shared), library versions and every
@@ -16,7 +16,7 @@ setting. ``--skip-train`` reuses phase 1 from the run folder and the existing JS
 
 The short-budget settings differ from the official long-schedule recipe on purpose and are recorded: a
 higher learning rate, and no strong augmentation or multi-scale (``--stop-epoch 0``), which on this set
-reached far higher AP in the same number of steps (``results/train_synthetic_settings_sweep_h100.json``).
+reached far higher AP in the same number of steps (``benchmarks/results/train_synthetic_settings_sweep_h100.json``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 CURVE_KEYS = ("minutes", "epoch", "step", "loss", "AP", "AP50", "partial")
 
 
@@ -109,7 +109,7 @@ def deployed_ap(checkpoint: Path, out: Path) -> dict[str, object]:
     return {
         "onnx": str(result.onnx),
         "graph_sampling": "discrete",
-        "verified_against_pytorch": result.report.get("passed"),
+        "verified_against_pytorch": result.report.passed,
         "backend": "onnxruntime (CPU) through rtdetr_deploy.runtime.Detector, conf 0",
         "AP": metrics["AP"],
         "AP50": metrics["AP50"],
