@@ -19,10 +19,10 @@ import numpy as np
 
 from .contract import OUTPUT_NAMES
 
-__all__ = ["compare_detections"]
+__all__ = ["box_iou_xyxy", "compare_detections"]
 
 
-def _box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+def box_iou_xyxy(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """IoU matrix ``[A, B]`` of xyxy boxes ``[A, 4]`` and ``[B, 4]`` (float64)."""
     a, b = boxes_a.astype(np.float64), boxes_b.astype(np.float64)
     top_left = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -83,7 +83,7 @@ def compare_detections(
         if margin is not None:
             cutoff = float(ref_scores[i].min())
             order = order[ref_scores[i][order] > cutoff + 2 * margin]
-        overlaps = _box_iou(ref_boxes[i][order], test_boxes[i])
+        overlaps = box_iou_xyxy(ref_boxes[i][order], test_boxes[i])
         overlaps[ref_labels[i][order][:, None] != test_labels[i][None, :]] = -1.0
         used = np.zeros(test_labels.shape[1], dtype=bool)
         matched = 0

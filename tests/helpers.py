@@ -134,3 +134,16 @@ def run_without_torch(code: str):  # noqa: ANN201 - a subprocess.CompletedProces
     return subprocess.run(
         [sys.executable, "-c", _BLOCK_TORCH + textwrap.dedent(code)], capture_output=True, text=True, timeout=120
     )
+
+
+def broken_int8_value_proj(int8_in, out, *, factor: float = 2.0):  # noqa: ANN001, ANN201 - pathlib.Path in and out
+    """An INT8 graph with its decoder value projection dequantized at ``factor`` times the calibrated scale
+    (``benchmarks/acceptance_calibration.py``, the one home of this deliberate break)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "acceptance_calibration.py"
+    spec = importlib.util.spec_from_file_location("acceptance_calibration", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.wrong_value_proj_scale(Path(int8_in), Path(out), factor)

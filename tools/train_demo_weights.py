@@ -8,8 +8,16 @@ whose ``provenance`` entry holds this script's settings, the training time, the 
     python tools/train_demo_weights.py                      # about an hour on 2 CPU cores
     python tools/train_demo_weights.py --epochs 1 1 --train-images 16 --dest /tmp/w.pth   # a smoke run
 
-Writes ``rtdetr_deploy/data/weights/tiny_synthetic.pth`` (``--dest``) and
-``benchmarks/results/demo_weights.json``. Epoch counts, not minutes, bound the run, so a busy machine makes it
+Phase 3 fine-tunes phase 2's result with discrete sampling (the sampling offsets frozen, the official "dsp"
+recipe) at the phase 2 learning rate, so that the default (discrete) export of the shipped model keeps its
+accuracy; ``--discrete-only`` runs phase 3 alone, from the bilinear checkpoint already at ``--dest``:
+
+    python tools/train_demo_weights.py --discrete-only      # a few minutes on 2 CPU cores
+
+Writes ``rtdetr_deploy/data/weights/tiny_synthetic.pth`` (``--dest``, bilinear),
+``rtdetr_deploy/data/weights/tiny_synthetic_discrete.pth`` (``--discrete-dest``) and their records
+``benchmarks/results/demo_weights.json`` and ``benchmarks/results/demo_weights_discrete.json``.
+Epoch counts, not minutes, bound the run, so a busy machine makes it
 slower but not different; the learning rate is constant after the warm-up, so a phase stopped at epoch N of a
 longer plan equals a phase planned for N epochs (``--reuse-phase1`` takes such a phase 1 from the run folder).
 """
@@ -29,6 +37,7 @@ from train_synthetic import machine
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DEST = ROOT / "rtdetr_deploy" / "data" / "weights" / "tiny_synthetic.pth"
+DISCRETE_DEST = ROOT / "rtdetr_deploy" / "data" / "weights" / "tiny_synthetic_discrete.pth"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,6 +52,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/demo_weights"))
     p.add_argument("--dest", type=Path, default=DEST, help="where the shipped checkpoint goes")
     p.add_argument("--json", type=Path, default=RESULTS / "demo_weights.json")
+    p.add_argument("--discrete-epochs", type=int, default=4, help="phase 3: fine-tuning with discrete sampling")
+    p.add_argument("--discrete-dest", type=Path, default=DISCRETE_DEST, help="where the discrete checkpoint goes")
+    p.add_argument("--discrete-json", type=Path, default=RESULTS / "demo_weights_discrete.json")
+    p.add_argument(
+        "--discrete-only",
+        action="store_true",
+        help="run phase 3 alone, starting from the bilinear checkpoint at --dest",
+    )
     p.add_argument(
         "--reuse-phase1",
         action="store_true",
@@ -84,9 +101,49 @@ def shipped_checkpoint(source: Path, dest: Path, provenance: dict) -> Path:
     return dest
 
 
+def _discrete_phase(args: argparse.Namespace, base, start: Path) -> int:  # noqa: ANN001
+    """Phase 3: fine-tune ``start`` with discrete sampling and ship its EMA weights to ``--discrete-dest``."""
+    from rtdetr_deploy.train import fit
+
+    phase3 = replace(
+        base,
+        out=args.out / "phase3_discrete",
+        sampling="discrete",
+        epochs=args.discrete_epochs,
+        lr=args.lr / 10,
+        backbone_lr=args.lr / 10,
+        warmup_steps=20,
+        init=start,
+    )
+    started, load_before, clock = time.strftime("%Y-%m-%d %H:%M"), os.getloadavg(), time.perf_counter()
+    third = fit(phase3)
+    minutes = (time.perf_counter() - clock) / 60
+    provenance = {
+        "script": "tools/train_demo_weights.py",
+        "what": f"{start.name} fine-tuned with discrete sampling (offsets frozen) on the embedded synthetic set, "
+        "EMA weights, FP16 storage",
+        "started": started,
+        "training_minutes": round(minutes, 1),
+        "steps": third.steps,
+        "phases": [{k: str(v) if isinstance(v, Path) else v for k, v in asdict(phase3).items()}],
+        "val_metrics_discrete": {k: third.history[-1][k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")},
+        "machine": machine(),
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+    }
+    provenance = json.loads(json.dumps(provenance, default=str))
+    dest = shipped_checkpoint(third.last, args.discrete_dest, provenance)
+    record = {**provenance, "checkpoint": str(dest), "bytes": dest.stat().st_size}
+    record["curve"] = [{k: r[k] for k in ("epoch", "step", "minutes", "loss", "AP", "AP50")} for r in third.history]
+    args.discrete_json.parent.mkdir(parents=True, exist_ok=True)
+    args.discrete_json.write_text(json.dumps(record, indent=1))
+    print(json.dumps({k: record[k] for k in ("training_minutes", "steps", "val_metrics_discrete", "bytes")}, indent=1))
+    print(f"wrote {dest} and {args.discrete_json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from rtdetr_deploy.train import TrainConfig, fit
+    from rtdetr_deploy.train import TrainConfig
 
     phase1 = TrainConfig(
         data="synthetic",
@@ -108,6 +165,15 @@ def main(argv: list[str] | None = None) -> int:
         synthetic_images=args.train_images,
         progress=False,
     )
+    if not args.discrete_only:
+        _bilinear_phases(args, phase1)
+    return _discrete_phase(args, phase1, args.dest)
+
+
+def _bilinear_phases(args: argparse.Namespace, phase1) -> Path:  # noqa: ANN001
+    """Phases 1 and 2 (bilinear sampling); ships phase 2's EMA weights to ``--dest``."""
+    from rtdetr_deploy.train import fit
+
     phase2 = replace(
         phase1,
         out=args.out / "phase2",
@@ -155,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(record, indent=1))
     print(json.dumps({k: record[k] for k in ("training_minutes", "steps", "val_metrics_bilinear", "bytes")}, indent=1))
     print(f"wrote {dest} and {args.json}")
-    return 0
+    return dest
 
 
 if __name__ == "__main__":

@@ -102,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write NAME.fused.onnx beside each ONNX: uint8 BGR frames [N, H, W, 3] of any size in, colour "
         "conversion, resize and scaling in the graph (verified against the runtime's preprocessing)",
     )
+    _add_acceptance_arguments(parser)
+    _add_target_flags(parser)
+    _add_graph_arguments(parser)
+    parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
+    parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
+    _add_triton_arguments(parser)
+    add_names_option(parser)
+    return parser
+
+
+def _add_acceptance_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the accuracy gates (``docs/precision-acceptance.md``)."""
     parser.add_argument(
         "--eval-data",
         type=Path,
@@ -114,13 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             f"--max-{precision}-drop", type=float, default=drop, help=f"AP {what} may lose (default: {drop:g})"
         )
-    _add_target_flags(parser)
-    _add_graph_arguments(parser)
-    parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default: 4)")
-    parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file to reuse")
-    _add_triton_arguments(parser)
-    add_names_option(parser)
-    return parser
+    parser.add_argument(
+        "--strict-sampling",
+        action="store_true",
+        help="refuse the export when discrete sampling costs bilinear-trained weights accuracy (default: warn)",
+    )
 
 
 def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
@@ -258,6 +268,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         outputs=args.outputs,
         decoder_layers=args.decoder_layers,
         queries=args.queries,
+        strict_sampling=args.strict_sampling,
     )
 
 
@@ -294,9 +305,15 @@ def _export(args: argparse.Namespace) -> int:
     result = export(config)
     report = result.report
     print("Op census: " + ", ".join(f"{op} {count}" for op, count in report.op_census.items()))
+    kept = report.swap.kept_ap
     print(
         f"Discrete vs bilinear on the same weights: {report.swap.agreement:.1%} of the top detections agree, "
         f"mean score change {report.swap.mean_abs_score_delta:.1e}"
+        + (
+            ""
+            if kept is None or kept.ap is None
+            else f", kept AP {kept.ap:.3f} of {kept.pseudo_objects} confident detections"
+        )
     )
     print(f"Classes: {result.report.classes}")
     print("Wrote:")

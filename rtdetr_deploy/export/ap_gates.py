@@ -1,6 +1,6 @@
-"""The accuracy gates of an export: the COCO AP of every written graph on labelled data, the INT8 sensitivity
-table, and the refusal of a variant that loses more than it may (``gates.DEFAULT_MAX_AP_DROP``) or, without
-labelled data, breaks its rules (``gates.VariantRules``)."""
+"""The accuracy gates of an export: the COCO AP of every written graph on labelled data, whether each variant
+stays within the loss it may have (``gates.DEFAULT_MAX_AP_DROP``), and the INT8 sensitivity table. A variant that
+fails its gate is refused by ``refusal``."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ..artifacts import precision_of_variant
-from ..errors import ExportError
 from .config import ExportConfig
 from .files import ExportFiles
-from .report import AccuracyGate, AccuracyReport, VariantReport
+from .report import AccuracyGate, AccuracyReport
 
-__all__ = ["StepTimer", "accuracy_gates", "int8_sensitivity_table", "refuse_failed_variants"]
+__all__ = ["StepTimer", "accuracy_gates", "int8_sensitivity_table"]
 
-# The export's step timer (``pipeline._Steps.step``): ``with step(name) as note: note["detail"] = ...``.
+# The export's step timer (``steps.Steps.step``): ``with step(name) as note: note["detail"] = ...``.
 StepTimer = Callable[[str], AbstractContextManager[dict[str, str]]]
 
 
@@ -60,22 +59,3 @@ def int8_sensitivity_table(config: ExportConfig, fp32_onnx: Path, *, step: StepT
             f"; most sensitive: {worst['group']} ({worst['recovered']:+.4f} AP in float)" if worst else ""
         )
     return table
-
-
-def refuse_failed_variants(variants: dict[str, VariantReport], accuracy: AccuracyReport | None) -> None:
-    """Raise ``ExportError`` for a variant that fails its gate: the AP gate with labelled data, else its rules."""
-    problems: list[str] = []
-    for variant, variant_report in variants.items():
-        if accuracy is not None:
-            gate = accuracy.gates[variant]
-            if not gate.accepted:
-                precision = precision_of_variant(variant)
-                flag = f"see --max-{precision}-drop" if precision != "fp32" else "FP32 differs by rounding only"
-                problems.append(
-                    f"{variant} loses {-gate.delta_ap:.4f} AP against FP32 ({gate.ap:.4f} vs "
-                    f"{accuracy.gates['fp32'].ap:.4f}; allowed {gate.allowed_drop:g}, {flag})"
-                )
-        elif not variant_report.passed:
-            problems += variant_report.failures
-    if problems:
-        raise ExportError("; ".join(problems))

@@ -64,6 +64,8 @@ class ExportConfig:
         max_fp16_drop: COCO AP the FP16 graph may lose against FP32 (with ``eval_data``).
         max_int8_drop: COCO AP an INT8 graph may lose against FP32 (with ``eval_data``).
         max_bf16_drop: COCO AP the OpenVINO BF16 IR may lose against FP32 (with ``eval_data``).
+        strict_sampling: refuse the export when discrete sampling costs weights trained with bilinear sampling
+            more than a small share of their accuracy (``export.swap``) instead of warning.
         names: class names and original category ids to record instead of the checkpoint's (``--names``); their
             count must be the model's.
         targets: third-party engines (MNN, LiteRT, RKNN) to convert the verified ONNX to (``export.targets``).
@@ -111,6 +113,7 @@ class ExportConfig:
     outputs: str = "detections"
     decoder_layers: int | None = None
     queries: int | None = None
+    strict_sampling: bool = False
 
     def __post_init__(self) -> None:
         check_sampling(self.sampling)

@@ -304,7 +304,7 @@ def write_fused(
     Args:
         published: the published graphs of the export (the FP32 one first), in the staging folder.
         images_bgr: the verification images.
-        step: the export's step timer (``pipeline._Steps.step``).
+        step: the export's step timer (``steps.Steps.step``).
         tolerances: what the preprocessing and the end-to-end check accept.
 
     Returns:

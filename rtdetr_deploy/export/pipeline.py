@@ -1,9 +1,10 @@
 """The export pipeline: load -> trace -> check -> simplify -> verify -> precision -> (accuracy) -> build.
 
 Every file is produced in a staging folder inside the output folder and moved into place only once the
-whole export has succeeded, so a failed or interrupted export leaves the folder as it was. Each graph is
-traced and checked as a probe (``onnx_export``); the published file is the verified probe without its extra
-outputs, and each precision variant is derived from the FP32 probe the same way.
+whole export has succeeded, so a failed or interrupted export leaves the folder as it was. A precision variant
+that fails its rule is the exception: it is refused alone (``refusal``), and the verified files are published.
+Each graph is traced and checked as a probe (``onnx_export``); the published file is the verified probe without
+its extra outputs, and each precision variant is derived from the FP32 probe the same way.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,14 +28,18 @@ from ..models.checkpoint import load_model
 from ..models.layers import set_gelu_form
 from ..models.rtdetr import RTDETR
 from ..version import __version__
-from .ap_gates import accuracy_gates, int8_sensitivity_table, refuse_failed_variants
+from .acceptance import SwapCost
+from .ap_gates import accuracy_gates, int8_sensitivity_table
 from .config import ExportConfig
 from .files import ExportFiles
 from .gates import TOLERANCES, VARIANT_RULES
 from .onnx_export import Probe, export_probe, op_census, strip_probe
-from .report import ExportReport, VariantReport, VerificationReport
+from .refusal import drop_refused, refusal_message, refused_variants
+from .report import AccuracyReport, ExportReport, SwapReport, VariantReport, VerificationReport
 from .speed_knobs import speed_knobs_report
-from .variants import check_variant
+from .steps import Steps
+from .swap import judge_swap
+from .variants import JUDGE_IMAGES, check_variant
 from .verify import sampling_swap_report, verification_images, verify_against_pytorch
 
 __all__ = ["ExportResult", "export"]
@@ -59,25 +61,6 @@ class ExportResult:
     @property
     def report_path(self) -> Path:
         return self.files.report
-
-
-class _Steps:
-    """Prints each step as it finishes, with its duration; keeps the durations for the report."""
-
-    def __init__(self, *, verbose: bool) -> None:
-        self.verbose = verbose
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def step(self, name: str, detail: str = "") -> Iterator[dict[str, str]]:
-        note = {"detail": detail}
-        if self.verbose and sys.stdout.isatty():
-            print(f"  {name:<9} ...", end="\r", flush=True)
-        start = time.perf_counter()
-        yield note
-        self.timings[name] = time.perf_counter() - start
-        if self.verbose:
-            print(f"  {name:<9} {self.timings[name]:6.1f} s  {note['detail']}", flush=True)
 
 
 def _check_inputs(config: ExportConfig) -> None:
@@ -136,11 +119,12 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
 
     Raises:
         FileNotFoundError, ValueError, CheckpointError: bad input (nothing is written).
-        ExportError: the graph failed its checks, its verification or an accuracy gate (nothing is written).
+        ExportError: the graph failed its checks or its verification (nothing is written), or a variant failed its
+            rule or accuracy gate (the verified files are written, the refused variant is not).
         EngineBuildError: TensorRT is missing or failed; the verified ONNX files are kept.
     """
     _check_inputs(config)
-    steps = _Steps(verbose=verbose)
+    steps = Steps(verbose=verbose)
     stem = config.weights.stem if config.weights.is_file() else config.weights.name
     with tempfile.TemporaryDirectory(dir=config.out_dir, prefix=".export-") as staging_dir:
         staging = Path(staging_dir)
@@ -156,9 +140,11 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
             note["detail"] = _verify_line(verification)
         if not verification.passed:
             raise ExportError("verification failed: " + "; ".join(verification.failures))
-        swap = sampling_swap_report(model, images, input_size=metadata.input_size)
-        variants = _write_variants(config, probe, staging, stem, images, steps)
-        irs = _write_openvino(config, probe, staging, stem, images, steps)
+        # Kept AP needs more objects than verification: the lossy judgements run on more images.
+        judged = verification_images(config.verify_images, count=JUDGE_IMAGES)
+        swap = sampling_swap_report(model, judged, input_size=metadata.input_size)
+        variants = _write_variants(config, probe, staging, stem, judged, steps)
+        irs = _write_openvino(config, probe, staging, stem, judged, steps)
         targets = _write_targets(config, files.onnx, staging, stem, images, steps)
         files = replace(
             files,
@@ -169,6 +155,9 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
         fused, files = _write_fused(config, files, images, steps)
         accuracy = accuracy_gates(config, files, step=steps.step) if config.eval_data is not None else None
         sensitivity = int8_sensitivity_table(config, files.onnx, step=steps.step) if config.int8_sensitivity else None
+        swap = replace(swap, cost=_swap_cost(config, model, swap, accuracy, verbose=verbose))
+        refused = refused_variants({v: r for v, (_, r) in {**variants, **irs}.items()}, accuracy)
+        files, refused_section = drop_refused(files, stem, refused)
         report = ExportReport(
             verification=verification,
             op_census=census,
@@ -183,20 +172,32 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
             classes=model.info.names_from,
             speed_knobs=speed_knobs_report(model),
             targets=targets,
+            refused=refused_section,
         )
-        refuse_failed_variants(report.all_variants(), report.accuracy)
         report.write(files.report)
         files = _published(files, _publish(staging, config.out_dir), config.out_dir)
-    if config.trt is not None:
+    if config.trt is not None and config.trt not in refused:
         with steps.step("build") as note:
             engine = _build_engine(config, stem)
             note["detail"] = engine.name
         files = replace(files, engine=engine, engine_sidecar=sidecar_path(engine))
+    if refused:
+        raise ExportError(refusal_message(refused, stem, files))
     return ExportResult(files, report, steps.timings)
 
 
+def _swap_cost(
+    config: ExportConfig, model: RTDETR, swap: SwapReport, accuracy: AccuracyReport | None, *, verbose: bool
+) -> SwapCost:
+    """Judge the sampling swap (``swap.judge_swap``) and print its warning, if any, as one line."""
+    cost = judge_swap(config, trained_sampling=model.info.sampling, swap=swap, accuracy=accuracy)
+    if verbose and cost.warning:
+        print(f"warning: {cost.warning}", file=sys.stderr, flush=True)
+    return cost
+
+
 def _trace(
-    config: ExportConfig, model: RTDETR, metadata: ModelMetadata, staging: Path, stem: str, steps: _Steps
+    config: ExportConfig, model: RTDETR, metadata: ModelMetadata, staging: Path, stem: str, steps: Steps
 ) -> tuple[Probe, ExportFiles, dict[str, int]]:
     """Trace the probe into ``staging/probes`` and publish its FP32 graph into ``staging``; the files so far and
     the FP32 graph's op census."""
@@ -216,7 +217,7 @@ def _trace(
 
 
 def _write_targets(
-    config: ExportConfig, deploy: Path, staging: Path, stem: str, images: list, steps: _Steps
+    config: ExportConfig, deploy: Path, staging: Path, stem: str, images: list, steps: Steps
 ) -> dict[str, dict[str, object]] | None:
     """Convert the verified FP32 graph to the third-party engines ``config.targets`` names (``export.targets``) and
     verify each; ``{target: report}``, or ``None`` when none is asked for."""
@@ -237,7 +238,7 @@ def _write_targets(
 
 
 def _write_fused(
-    config: ExportConfig, files: ExportFiles, images: list, steps: _Steps
+    config: ExportConfig, files: ExportFiles, images: list, steps: Steps
 ) -> tuple[dict[str, object] | None, ExportFiles]:
     """With ``--fuse-preprocess``, write and verify the fused graph of every ONNX graph (``export.fused``)."""
     if not config.fuse_preprocess:
@@ -286,7 +287,7 @@ def _variants(config: ExportConfig) -> list[str]:
 
 
 def _write_variants(
-    config: ExportConfig, probe: Probe, staging: Path, stem: str, images: list, steps: _Steps
+    config: ExportConfig, probe: Probe, staging: Path, stem: str, images: list, steps: Steps
 ) -> dict[str, tuple[Path, VariantReport]]:
     """Write each variant's probe and published graph and judge it against FP32; ``{variant: (path, report)}``."""
     from .precision import convert_fp16
@@ -320,7 +321,7 @@ def _write_variants(
 
 
 def _write_openvino(
-    config: ExportConfig, probe: Probe, staging: Path, stem: str, images: list, steps: _Steps
+    config: ExportConfig, probe: Probe, staging: Path, stem: str, images: list, steps: Steps
 ) -> dict[str, tuple[Path, VariantReport]]:
     """Write and judge each OpenVINO IR the config asks for (``export.openvino``); ``{variant: (xml, report)}``."""
     if not config.openvino:
@@ -337,7 +338,14 @@ def _write_openvino(
 
 
 def _variant_line(report: VariantReport) -> str:
-    detections = report.detections
+    detections, kept = report.detections, report.kept_ap
+    if kept is not None and report.rule.startswith("kept AP"):
+        status = "passed" if report.passed else "REFUSED"
+        return (
+            f"{status}: kept AP {kept.ap:.3f} against FP32's {kept.pseudo_objects} confident detections, "
+            f"{kept.relative:.0%} of FP32's noise floor {kept.noise_floor:.3f} (label-free rule: >= "
+            f"{kept.min_relative:.0%})"
+        )
     if detections.matched is None or not report.decisive:
         within = report.raw.within_tolerance
         return f"not decisive (untrained weights); {within:.1%} of encoder scores close to FP32's"

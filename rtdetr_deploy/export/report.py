@@ -16,11 +16,13 @@ from typing import ClassVar
 from ..atomic import atomic_path
 from ..metadata import Preprocessing
 from ..records import FLAT, OPTIONAL, from_jsonable, key, to_jsonable
+from .acceptance import KeptAP, RefusedVariant, SwapCost
 from .gates import NOT_DECISIVE, Tolerances, VariantRules
 
 __all__ = [
     "AccuracyGate",
     "AccuracyReport",
+    "KeptAP",
     "DecisionPoint",
     "DecisionReport",
     "DetectionAgreement",
@@ -29,6 +31,8 @@ __all__ = [
     "PreprocessingCheck",
     "RawAgreement",
     "SpeedKnobsReport",
+    "RefusedVariant",
+    "SwapCost",
     "SwapReport",
     "VariantDetections",
     "VariantRaw",
@@ -184,6 +188,7 @@ class VariantReport:
         published_equals_probe: the published file computes exactly what its verified probe computes.
         rules: the ``gates.VariantRules`` applied.
         failures: one line per failed rule.
+        kept_ap: its kept AP against FP32's confident detections, with FP32's noise floor.
         target: what the target converter records beside (the OpenVINO version, precision hint, weights file,
             quantization settings, ...); written among the report's own keys.
     """
@@ -199,6 +204,7 @@ class VariantReport:
     published_equals_probe: bool
     rules: VariantRules
     failures: tuple[str, ...]
+    kept_ap: KeptAP | None = field(default=None, metadata=OPTIONAL)
     target: dict[str, object] = field(default_factory=dict, metadata=FLAT)
 
     @property
@@ -220,6 +226,8 @@ class SwapReport:
         per_image_agreement: the same, image by image.
         mean_abs_score_delta / max_abs_score_delta: change of the top scores, rank by rank.
         max_box_delta_px: largest box shift of the matched detections, in pixels.
+        kept_ap: kept AP of discrete against bilinear's confident detections (``kept_ap``).
+        cost: the verdict on the swap (``swap.judge_swap``).
     """
 
     top: int
@@ -228,6 +236,8 @@ class SwapReport:
     mean_abs_score_delta: float
     max_abs_score_delta: float
     max_box_delta_px: float
+    kept_ap: KeptAP | None = field(default=None, metadata=OPTIONAL)
+    cost: SwapCost | None = field(default=None, metadata=OPTIONAL)
 
 
 @dataclass(frozen=True)
@@ -295,6 +305,7 @@ class ExportReport:
         speed_knobs: decoder layers and queries used (``None`` in reports written before they were recorded).
         targets: third-party engine -> its conversion record and verdict against ONNX Runtime
             (``targets.write_targets``); ``None`` when none was asked for.
+        refused: variant -> what was refused and why (``refusal``); ``None`` when nothing was.
         schema: ``EXPORT_REPORT_SCHEMA`` of the code that wrote the file.
     """
 
@@ -313,12 +324,14 @@ class ExportReport:
     classes: str | None = field(default=None, metadata=OPTIONAL)
     speed_knobs: SpeedKnobsReport | None = field(default=None, metadata=OPTIONAL)
     targets: dict[str, dict[str, object]] | None = field(default=None, metadata=OPTIONAL)
+    refused: dict[str, RefusedVariant] | None = field(default=None, metadata=OPTIONAL)
     schema: int = EXPORT_REPORT_SCHEMA
 
     @property
     def passed(self) -> bool:
-        """The FP32 graph passed verification (a written report always has: a failed export writes none)."""
-        return self.verification.passed
+        """The FP32 graph passed verification (a written report always has: a failed export writes none) and no
+        variant was refused."""
+        return self.verification.passed and not self.refused
 
     def all_variants(self) -> dict[str, VariantReport]:
         """The ONNX and OpenVINO variants together, by variant name."""

@@ -37,6 +37,7 @@ from ..runtime.preprocess import preprocess
 from ..runtime.sources import read_image_folder
 from .gates import NOT_DECISIVE, TOLERANCES, Tolerances
 from .graphs import decision_pairs, file_inputs, run_graph
+from .kept_ap import kept_ap
 from .onnx_export import Probe
 from .report import (
     DecisionPoint,
@@ -222,7 +223,8 @@ def sampling_swap_report(
     Returns:
         ``agreement`` (fraction of bilinear's top detections that discrete finds again with the same label
         and IoU >= 0.9), its per-image values, the mean and max change of the top scores rank by rank, and
-        the largest box shift of the matched detections in pixels.
+        the largest box shift of the matched detections in pixels, and ``kept_ap`` (``kept_ap.kept_ap`` of
+        discrete against bilinear's confident detections).
     """
     pixels, sizes = preprocess(images_bgr, input_size=input_size, preprocessing=Preprocessing())
     original = model.sampling
@@ -243,4 +245,5 @@ def sampling_swap_report(
         mean_abs_score_delta=float(score_deltas.mean()),
         max_abs_score_delta=float(score_deltas.max()),
         max_box_delta_px=agreement["max_box_delta_px"],
+        kept_ap=kept_ap(outputs["bilinear"], outputs["discrete"]),
     )

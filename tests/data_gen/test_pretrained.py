@@ -1,4 +1,5 @@
-"""The tiny checkpoint shipped in the package: loads like any other, says how it was made, and can be remade."""
+"""The tiny checkpoints shipped in the package (bilinear, and its discrete fine-tune): load like any other, say how
+they were made, and can be remade."""
 
 from __future__ import annotations
 
@@ -37,6 +38,17 @@ def test_its_provenance_travels_inside() -> None:
 
 def test_the_package_stays_small() -> None:
     assert pretrained_tiny().stat().st_size < 10 * 2**20
+    assert pretrained_tiny(sampling="discrete").stat().st_size < 10 * 2**20
+
+
+def test_the_discrete_fine_tune_says_it_was_trained_discrete() -> None:
+    model = load_model(pretrained_tiny(sampling="discrete"))
+    assert model.config.name == "tiny" and model.info.sampling == "discrete" and model.sampling == "discrete"
+    provenance = torch.load(pretrained_tiny(sampling="discrete"), map_location="cpu", weights_only=True)["provenance"]
+    assert provenance["phases"][0]["sampling"] == "discrete" and provenance["phases"][0]["init"].endswith(
+        "tiny_synthetic.pth"
+    )
+    assert 0.5 < provenance["val_metrics_discrete"]["AP"] <= 1.0
 
 
 @pytest.mark.slow
@@ -45,6 +57,8 @@ def test_the_benchmark_script_regenerates_the_same_architecture(tmp_path: Path) 
     command = [
         sys.executable, "tools/train_demo_weights.py", "--epochs", "1", "1", "--train-images", "16",
         "--dest", str(dest), "--json", str(tmp_path / "record.json"), "--out", str(tmp_path / "run"),
+        "--discrete-epochs", "1", "--discrete-dest", str(tmp_path / "discrete.pth"),
+        "--discrete-json", str(tmp_path / "discrete.json"),
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -56,3 +70,4 @@ def test_the_benchmark_script_regenerates_the_same_architecture(tmp_path: Path) 
     }
     assert regenerated["provenance"]["phases"][0]["epochs"] == 1
     assert load_model(dest).info.category_ids == tuple(CATEGORIES)
+    assert load_model(tmp_path / "discrete.pth").info.sampling == "discrete"

@@ -148,20 +148,23 @@ def test_ap_of_each_ir_is_gated_against_the_onnx(exported: tuple[Path, ExportRep
     assert all(gate.accepted for gate in gates.values())
 
 
-def test_failed_ir_rules_and_ap_gates_refuse_the_export() -> None:
-    from rtdetr_deploy.errors import ExportError
-    from rtdetr_deploy.export.ap_gates import refuse_failed_variants
+def test_failed_ir_rules_and_ap_gates_refuse_the_variant() -> None:
+    from rtdetr_deploy.export.refusal import refused_variants, variant_files
 
     failing = SimpleNamespace(passed=False, failures=("BF16 keeps only 61.0% of FP32's 400 decided top detections",))
-    with pytest.raises(ExportError, match="BF16 keeps only 61.0%"):
-        refuse_failed_variants({"openvino-bf16": failing}, None)
+    refused = refused_variants({"openvino-bf16": failing}, None)
+    assert refused == {"openvino-bf16": "BF16 keeps only 61.0% of FP32's 400 decided top detections"}
+    assert [p.name for p in variant_files(Path(), "m", "openvino-bf16")] == [
+        "m.openvino-bf16.xml",
+        "m.openvino-bf16.bin",
+    ]
     gates = {
         "fp32": SimpleNamespace(ap=0.5, accepted=True),
         "openvino-fp32": SimpleNamespace(ap=0.49, delta_ap=-0.01, allowed_drop=0.001, accepted=False),
     }
     variants = {"openvino-fp32": SimpleNamespace(passed=True)}
-    with pytest.raises(ExportError, match=r"openvino-fp32 loses 0.0100 AP .* FP32 differs by rounding only"):
-        refuse_failed_variants(variants, SimpleNamespace(gates=gates))
+    (reason,) = refused_variants(variants, SimpleNamespace(gates=gates)).values()
+    assert reason.startswith("loses 0.0100 AP") and reason.endswith("FP32 differs by rounding only)")
 
 
 def test_openvino_flag_parsing_and_validation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -69,8 +69,26 @@ IR = {
     },
     "index_agreement": 0.97,
     "published_equals_probe": True,
-    "rules": {"margin": 0.05, "min_matched": 0.9, "raw_logits": 0.5, "judge_raw": False},
+    "rules": {
+        "margin": 0.05,
+        "min_matched": 0.9,
+        "raw_logits": 0.5,
+        "judge_raw": False,
+        "min_kept_ap": 0.8,
+        "confidence": 0.5,
+    },
     "failures": [],
+    "kept_ap": {
+        "confidence": 0.5,
+        "pseudo_objects": 96,
+        "AP": 0.61,
+        "AP50": 0.9,
+        "duplicates": 0.0,
+        "noise_floor": 0.7,
+        "noise_levels": 2,
+        "relative": 0.61 / 0.7,
+        "min_relative": 0.8,
+    },
     "passed": True,
     "weights": "best.openvino-int8.bin",
     "openvino": "2025.1.0",
@@ -88,6 +106,8 @@ REPORT = {
         "mean_abs_score_delta": 0.01,
         "max_abs_score_delta": 0.2,
         "max_box_delta_px": 3.0,
+        "kept_ap": {"confidence": 0.5, "pseudo_objects": 96, "AP": 0.191, "AP50": 0.4},
+        "cost": {"measure": "kept AP", "value": 0.191, "threshold": 0.75, "warning": "these weights were trained"},
     },
     "variants": {},
     "openvino": {"openvino-int8": IR},
@@ -139,6 +159,21 @@ def test_a_written_report_reads_back_into_records() -> None:
     assert report.timings_s == {"load": 1.5, "trace": 2.0}
     assert report.fused is None and report.int8_sensitivity is None
     assert report.all_variants() == {"openvino-int8": ir}
+    assert (ir.kept_ap.ap, ir.kept_ap.relative, ir.kept_ap.noise_levels) == (0.61, 0.61 / 0.7, 2)
+    assert report.swap.kept_ap.pseudo_objects == 96 and report.swap.kept_ap.noise_floor is None
+    assert (report.swap.cost.measure, report.swap.cost.threshold) == ("kept AP", 0.75)
+    assert report.swap.cost.bilinear_ap is None and report.refused is None
+
+
+def test_a_refused_variant_reads_back_and_the_report_has_not_passed() -> None:
+    """A variant the export refused (``refusal``): its files and the reason, and ``passed`` false."""
+    refused = {"int8-cpu": {"files": ["best.int8-cpu.onnx", "best.int8-cpu.fused.onnx"], "reason": "INT8 keeps AP"}}
+    written = {**REPORT, "refused": refused, "passed": False}
+    report = ExportReport.from_json(json.dumps(written))
+    assert report.refused["int8-cpu"].files == ("best.int8-cpu.onnx", "best.int8-cpu.fused.onnx")
+    assert report.refused["int8-cpu"].reason == "INT8 keeps AP"
+    assert not report.passed and report.verification.passed
+    assert json.loads(report.to_json()) == written
 
 
 def test_to_json_writes_the_same_keys_and_values() -> None:
