@@ -170,7 +170,7 @@ def round_index(values: torch.Tensor, high: int, *, where: str = "") -> torch.Te
     ``DecisionLog``.
 
     Clamping first makes every coordinate non-negative, where the floor is the integer part; bounds and result
-    stay float, so an exported graph needs no integer arithmetic (``deformable_attention.discrete_indices``).
+    stay float, so an exported graph casts whole numbers only (``deformable_attention.discrete_indices``).
     """
     own = values.clamp(0.0, float(high)).floor()
     log = _ACTIVE.get()

@@ -37,31 +37,32 @@ def sample_bilinear(value: torch.Tensor, locations: torch.Tensor, *, where: str 
 
 
 def discrete_indices(locations: torch.Tensor, height: int, width: int, *, where: str = "") -> torch.Tensor:
-    """Flat pixel indices ``y * W + x`` of the discrete operator, ``[N, Q, P]``, as whole numbers in float.
+    """Flat pixel indices ``y * W + x`` of the discrete operator, ``[N, Q, P]`` int64.
 
     The official rule: the integer part (cast toward zero) of ``loc * [W, H] + 0.5``, clamped into the map.
     x is clamped to ``W - 1`` and y to ``H - 1``; the official code clamps both to ``H - 1``, which only
     agrees for square maps. Each coordinate is a decision point (``decisions.round_index``).
 
-    The arithmetic stays in float (clamp, floor, ``y * W + x``; exact while ``H * W <= 2**24``) and the caller
-    casts once, right before the gather: engines that keep integer tensors as float (OpenCV 4 DNN) neither
-    truncate in a float-to-int64 ``Cast`` nor honour int64 ``Clip`` bounds.
+    Each coordinate is clamped and floored in float and cast to int64 as a whole number; the flat index is then
+    integer arithmetic. Engines that keep integer tensors as float (OpenCV 4 DNN) neither truncate in a
+    float-to-int64 ``Cast`` nor honour int64 ``Clip`` bounds, which the float clamp and floor avoid; and engines
+    that run float arithmetic in FP16 or BF16 (RKNN, OpenVINO BF16) cannot hold ``y * W + x`` exactly (BF16 holds
+    whole numbers only up to 256), which the integer flat index avoids.
     """
     if height * width > _FLOAT_EXACT:
         raise ValueError(f"a {height}x{width} map has more pixels than float32 indexes exactly (2**24)")
     # Scalar factors rather than a [W, H] tensor: the same float32 products, and no host-to-device copy
     # (which CUDA-graph capture forbids). The coordinates are computed in the model's dtype, as before; the
-    # rounding and the flat index in float32 (a no-op for FP32 models), since FP16 holds whole numbers
-    # exactly only up to 2048.
-    x = round_index((locations[..., 0] * width + 0.5).float(), width - 1, where=f"{where}, x")
-    y = round_index((locations[..., 1] * height + 0.5).float(), height - 1, where=f"{where}, y")
+    # rounding in float32 (a no-op for FP32 models), since FP16 holds whole numbers exactly only up to 2048.
+    x = round_index((locations[..., 0] * width + 0.5).float(), width - 1, where=f"{where}, x").to(torch.int64)
+    y = round_index((locations[..., 1] * height + 0.5).float(), height - 1, where=f"{where}, y").to(torch.int64)
     return y * width + x
 
 
 def sample_discrete(value: torch.Tensor, locations: torch.Tensor, *, where: str = "") -> torch.Tensor:
     """Discrete sampling: gather the one pixel each location rounds to (same shapes as ``sample_bilinear``)."""
     n, c, h, w = value.shape
-    index = discrete_indices(locations, h, w, where=where).flatten(1).to(torch.int64)
+    index = discrete_indices(locations, h, w, where=where).flatten(1)
     gathered = value.flatten(2).gather(2, index.unsqueeze(1).expand(n, c, index.shape[1]))
     return gathered.reshape(n, c, locations.shape[1], locations.shape[2])
 

@@ -132,7 +132,7 @@ def test_fp16_islands_stay_fp32_and_the_bulk_is_fp16(tiny):
         if any(types.get(t) == TensorProto.FLOAT16 for t in (*by_name[name].input, *by_name[name].output))
     ]
     assert not fp16_in_islands
-    # Each index Cast reads FP32, computed in FP32: clamp, floor and the flat index y * W + x (an Add).
+    # Each index Cast reads FP32, computed in FP32: the coordinate's clamp and floor.
     producer = {out: node for node in converted.graph.node for out in node.output}
     for name in _index_casts(converted):
         cast = producer[name]
@@ -142,7 +142,8 @@ def test_fp16_islands_stay_fp32_and_the_bulk_is_fp16(tiny):
         while source.op_type in ("Flatten", "Reshape"):
             assert source.name in islands
             source = producer[source.input[0]]
-        assert source.op_type == "Add" and source.name in islands
+        assert source.op_type == "Floor" and source.name in islands
+        assert producer[source.input[0]].name in islands, "the clamp before the floor stays FP32"
     for node in converted.graph.node:
         if node.op_type in ("LayerNormalization", "Softmax", "TopK"):
             assert types[node.input[0]] == TensorProto.FLOAT, node.name
