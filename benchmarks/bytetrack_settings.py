@@ -12,24 +12,18 @@ The model detects each sequence once; every combination then tracks the same det
 fixed before the run: the highest mean IDF1 over the sequences; among the combinations within 0.005 of it, the
 fewest track ids in all. High and new-track scores stay at the measured ``TrackerConfig`` defaults.
 
-Usage: ``python benchmarks/bytetrack_settings.py MODEL.onnx [--sequences 6] [--markdown FILE]``
+Usage: ``python -m benchmarks.bytetrack_settings MODEL.onnx [--sequences 6] [--markdown FILE]``
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from rtdetr_deploy.atomic import atomic_path
-from rtdetr_deploy.data.tracking import TrackingSequenceConfig, generate_tracking_sequence
-from rtdetr_deploy.eval.tracking import detect_sequence, score_tracker
-from rtdetr_deploy.mot import read_sequence
-from rtdetr_deploy.runtime.detector import Detector
+from benchmarks.tracking_common import detect_sequences, generated_sequences, sequences_parser, write_text
+from rtdetr_deploy.eval.tracking import score_tracker
 from rtdetr_deploy.runtime.tracking import TrackerConfig
 
 LOST_FRAMES = (30, 60, 90)
@@ -39,18 +33,9 @@ MIN_FRAMES = (1, 2, 3)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path)
-    parser.add_argument("--sequences", type=int, default=6)
-    parser.add_argument("--markdown", type=Path)
-    args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="rtdetr-bytetrack-"))
-    seqs = [
-        read_sequence(generate_tracking_sequence(root, f"synth-{i + 1:02d}", TrackingSequenceConfig(seed=i)))
-        for i in range(args.sequences)
-    ]
-    with Detector(args.model, conf=min(LOW_SCORES)) as detector:
-        detections = [detect_sequence(detector, seq.frames, batch=min(4, detector.max_batch)) for seq in seqs]
+    args = sequences_parser(__doc__, sequences=6).parse_args()
+    root, seqs = generated_sequences(args.sequences, prefix="rtdetr-bytetrack-")
+    detections = detect_sequences(args.model, seqs, conf=min(LOW_SCORES))
     rows = []
     for lost, match, low, min_frames in itertools.product(LOST_FRAMES, MATCH_IOUS, LOW_SCORES, MIN_FRAMES):
         config = TrackerConfig(
@@ -81,10 +66,7 @@ def main() -> int:
             f"| {ids}{mark} | {per} |"
         )
     text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.markdown is not None:
-        with atomic_path(args.markdown) as tmp:
-            tmp.write_text(text)
+    write_text(text, args.markdown)
     return 0
 
 

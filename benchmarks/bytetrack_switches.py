@@ -9,23 +9,17 @@ cannot be re-associated by keeping it longer or by lowering the matching IoU.
 Reads the tracklets of the ``trackers`` library's ByteTrack (``tracks``, ``tracker_id``, ``get_state_bbox``): a
 measurement aid, not an API the package relies on.
 
-Usage: ``python benchmarks/bytetrack_switches.py MODEL.onnx [--sequences 6] [--markdown FILE]``
+Usage: ``python -m benchmarks.bytetrack_switches MODEL.onnx [--sequences 6] [--markdown FILE]``
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from rtdetr_deploy.atomic import atomic_path
-from rtdetr_deploy.data.tracking import TrackingSequenceConfig, generate_tracking_sequence
-from rtdetr_deploy.eval.tracking import detect_sequence
-from rtdetr_deploy.mot import read_sequence
-from rtdetr_deploy.runtime.detector import Detector
+from benchmarks.tracking_common import detect_sequences, generated_sequences, sequences_parser, write_text
 from rtdetr_deploy.runtime.tracking import Tracker, TrackerConfig
 
 GAP = 5  # frames untracked from which a switch counts as a return after occlusion
@@ -60,22 +54,11 @@ def switches(detections: list, gt_file: Path, config: TrackerConfig) -> list[tup
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path)
-    parser.add_argument("--sequences", type=int, default=6)
-    parser.add_argument("--markdown", type=Path)
-    args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="rtdetr-switches-"))
-    seqs = [
-        read_sequence(generate_tracking_sequence(root, f"synth-{i + 1:02d}", TrackingSequenceConfig(seed=i)))
-        for i in range(args.sequences)
-    ]
+    args = sequences_parser(__doc__, sequences=6).parse_args()
+    _, seqs = generated_sequences(args.sequences, prefix="rtdetr-switches-")
     config = TrackerConfig(name="bytetrack", frame_rate=seqs[0].frame_rate)
-    with Detector(args.model, conf=config.low_score) as detector:
-        events = [
-            e for s in seqs for e in switches(detect_sequence(detector, s.frames, batch=min(4, detector.max_batch)),
-                                              s.gt, config)
-        ]  # fmt: skip
+    detections = detect_sequences(args.model, seqs, conf=config.low_score)
+    events = [e for d, s in zip(detections, seqs, strict=True) for e in switches(d, s.gt, config)]
     returns = [(gap, iou) for gap, iou in events if gap >= GAP]
     kept = [iou for _, iou in returns if iou is not None]
     text = (
@@ -85,10 +68,7 @@ def main() -> int:
         f"< 0.05 in {sum(i < 0.05 for i in kept)}, < 0.1 in {sum(i < 0.1 for i in kept)} (median IoU "
         f"{np.median(kept) if kept else float('nan'):.3f}).\n"
     )
-    print(text, end="")
-    if args.markdown is not None:
-        with atomic_path(args.markdown) as tmp:
-            tmp.write_text(text)
+    write_text(text, args.markdown)
     return 0
 
 

@@ -10,7 +10,7 @@ sampling it was trained with (unless ``--model`` names an export), then:
    evaluation) and the number of distinct track ids against the number of objects;
 3. ``rtdetr-eval MODEL --track SEQ``: HOTA, MOTA and IDF1 of every tracker.
 
-Usage: ``python benchmarks/heldout_tracking.py [--model M.onnx] [--out DIR] [--markdown FILE]``
+Usage: ``python -m benchmarks.heldout_tracking [--model M.onnx] [--out DIR] [--markdown FILE]``
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rtdetr_deploy.atomic import atomic_path
+from benchmarks.tracking_common import write_text
 from rtdetr_deploy.mot import gt_row, seqinfo_text
 
 SIZE_HW = (336, 448)
@@ -178,10 +178,7 @@ def main() -> int:
         ["rtdetr-eval", str(model), "--track", str(seq)], check=True, capture_output=True, text=True
     ).stdout
     text = "\n".join(lines) + "\n\n`rtdetr-eval MODEL --track SEQ`:\n\n" + table
-    print(text, end="")
-    if args.markdown is not None:
-        with atomic_path(args.markdown) as tmp:
-            tmp.write_text(text)
+    write_text(text, args.markdown)
     return 0
 
 

@@ -9,24 +9,19 @@
 The sequences are the generator's (``rtdetr_deploy.data.tracking``, seeds 0..N-1), never the held-out one of
 ``benchmarks/heldout_tracking.py``.
 
-Usage: ``python benchmarks/tracking_thresholds.py MODEL.onnx [--sequences 3] [--markdown FILE]``
+Usage: ``python -m benchmarks.tracking_thresholds MODEL.onnx [--sequences 3] [--markdown FILE]``
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from rtdetr_deploy.atomic import atomic_path
-from rtdetr_deploy.data.tracking import TrackingSequenceConfig, generate_tracking_sequence
-from rtdetr_deploy.eval.tracking import detect_sequence, score_tracker
-from rtdetr_deploy.mot import read_sequence
-from rtdetr_deploy.runtime.detector import Detector
+from benchmarks.tracking_common import detect_sequences, generated_sequences, sequences_parser, write_text
+from rtdetr_deploy.eval.tracking import score_tracker
 from rtdetr_deploy.runtime.tracking import TRACKERS, TrackerConfig
 
 SCORES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -66,18 +61,9 @@ def score_distribution(detections: list, gt_file: Path) -> tuple[np.ndarray, np.
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path)
-    parser.add_argument("--sequences", type=int, default=3)
-    parser.add_argument("--markdown", type=Path)
-    args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="rtdetr-thresholds-"))
-    seqs = [
-        read_sequence(generate_tracking_sequence(root, f"synth-{i + 1:02d}", TrackingSequenceConfig(seed=i)))
-        for i in range(args.sequences)
-    ]
-    with Detector(args.model, conf=min(SCORES)) as detector:
-        detections = [detect_sequence(detector, seq.frames, batch=min(4, detector.max_batch)) for seq in seqs]
+    args = sequences_parser(__doc__, sequences=3).parse_args()
+    root, seqs = generated_sequences(args.sequences, prefix="rtdetr-thresholds-")
+    detections = detect_sequences(args.model, seqs, conf=min(SCORES))
     true, false, total, duplicates = (
         list(x) for x in zip(*[score_distribution(d, s.gt) for d, s in zip(detections, seqs, strict=True)], strict=True)
     )
@@ -107,10 +93,7 @@ def main() -> int:
                     f"{mean['mota']:.3f} | {mean['idf1']:.3f} | {ids} |"
                 )
     text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.markdown is not None:
-        with atomic_path(args.markdown) as tmp:
-            tmp.write_text(text)
+    write_text(text, args.markdown)
     return 0
 
 

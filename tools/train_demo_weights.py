@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from train_synthetic import machine
+from train_synthetic import discrete_finetune, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -105,15 +105,8 @@ def _discrete_phase(args: argparse.Namespace, base, start: Path) -> int:  # noqa
     """Phase 3: fine-tune ``start`` with discrete sampling and ship its EMA weights to ``--discrete-dest``."""
     from rtdetr_deploy.train import fit
 
-    phase3 = replace(
-        base,
-        out=args.out / "phase3_discrete",
-        sampling="discrete",
-        epochs=args.discrete_epochs,
-        lr=args.lr / 10,
-        backbone_lr=args.lr / 10,
-        warmup_steps=20,
-        init=start,
+    phase3 = discrete_finetune(
+        base, init=start, lr=args.lr / 10, out=args.out / "phase3_discrete", epochs=args.discrete_epochs
     )
     started, load_before, clock = time.strftime("%Y-%m-%d %H:%M"), os.getloadavg(), time.perf_counter()
     third = fit(phase3)

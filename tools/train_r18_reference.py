@@ -17,10 +17,10 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
-from train_synthetic import machine
+from train_synthetic import discrete_finetune, machine
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -61,15 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         overwrite=True,
         progress=False,
     )
-    discrete = replace(
-        bilinear,
-        out=args.out / "discrete",
-        init=bilinear.out / "last.pth",
-        sampling="discrete",
-        minutes=args.dsp_minutes,
-        lr=args.lr / 5,
-        backbone_lr=args.lr / 5,
-        warmup_steps=20,
+    discrete = discrete_finetune(
+        bilinear, init=bilinear.out / "last.pth", lr=args.lr / 5, out=args.out / "discrete", minutes=args.dsp_minutes
     )
     started, load_before = time.strftime("%Y-%m-%d %H:%M"), os.getloadavg()
     phases = [fit(bilinear)]

@@ -152,6 +152,12 @@ def plot(record: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def discrete_finetune(cfg, *, init: Path, lr: float, **changes):  # noqa: ANN001, ANN201
+    """``cfg`` (a ``TrainConfig``) as a fine-tune of ``init`` with discrete sampling, the sampling the exports use:
+    ``lr`` for the whole network, 20 warm-up steps; ``changes`` set the rest (``out``, ``minutes`` or ``epochs``)."""
+    return replace(cfg, init=init, sampling="discrete", lr=lr, backbone_lr=lr, warmup_steps=20, **changes)
+
+
 def _curve(history: list[dict]) -> list[dict]:
     return [{k: r[k] for k in CURVE_KEYS} for r in history]
 
@@ -201,15 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     record["title"] = f"tiny, synthetic set, {args.imgsz} px, {record['machine']['torch_threads']} torch thread(s)"
     record["deployed_before_dsp"] = deployed_ap(cfg.out / "last.pth", cfg.out / "export")
     if args.dsp_minutes > 0:
-        dsp_cfg = replace(
+        dsp_cfg = discrete_finetune(
             cfg,
-            out=cfg.out / "dsp",
             init=cfg.out / "last.pth",
-            sampling="discrete",
-            minutes=args.dsp_minutes,
             lr=args.dsp_lr,
-            backbone_lr=args.dsp_lr,
-            warmup_steps=20,
+            out=cfg.out / "dsp",
+            minutes=args.dsp_minutes,
             stop_epoch=0,
             multiscale=False,
         )

@@ -20,8 +20,7 @@ import numpy as np
 
 from ..errors import BackendError, ModelFileError
 from ..metadata import ModelMetadata
-from .backend import BackendBase
-from .engine_sidecar import deploy_specs, read_engine_sidecar
+from .sidecar_backend import SidecarEngineBackend
 
 __all__ = ["LiteRtBackend"]
 
@@ -50,15 +49,17 @@ def _output_order(names: list[str]) -> list[int]:
     return [numbered.index(i) for i in range(len(OUTPUTS))]
 
 
-class LiteRtBackend(BackendBase):
+class LiteRtBackend(SidecarEngineBackend):
     """Runs a ``.tflite`` model exported by ``rtdetr-export --tflite`` with the LiteRT CPU interpreter.
 
     Build it with ``LiteRtBackend.from_path``. ``infer`` takes and returns numpy arrays keyed by tensor name.
     """
 
     name = "litert"
+    suffix = ".tflite"
 
     def __init__(self, interpreter: Any, *, metadata: ModelMetadata, path: Path, version: str) -> None:
+        super().__init__(metadata=metadata, path=path)
         self._interpreter = interpreter
         self._inputs = {detail["name"]: detail for detail in interpreter.get_input_details()}
         outputs = interpreter.get_output_details()
@@ -67,10 +68,6 @@ class LiteRtBackend(BackendBase):
         except ValueError as exc:
             raise ModelFileError(f"{path}: {exc}") from None
         self._output_indices = [outputs[position]["index"] for position in order]
-        self.metadata = metadata
-        self.path = path
-        self.device = "cpu"
-        self.input_specs, self.output_specs = deploy_specs(metadata)
         wanted = {spec.name for spec in self.input_specs}
         if set(self._inputs) != wanted:
             raise ModelFileError(f"{path}: the model's inputs are {sorted(self._inputs)}, not {sorted(wanted)}")
@@ -95,16 +92,10 @@ class LiteRtBackend(BackendBase):
             ValueError: a device other than the CPU, bad threads, a sidecar of another engine.
             BackendError: ai-edge-litert is missing or cannot load the file.
         """
-        if device not in (None, "cpu"):
-            raise ValueError(f"unknown device {device!r} for the litert backend; it runs on 'cpu'")
+        cls._check_device(device)
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be positive, got {threads}")
-        path = Path(path)
-        if path.suffix.lower() != ".tflite":
-            raise ValueError(
-                f"the litert backend runs .tflite files written by rtdetr-export --tflite, not {path.name}"
-            )
-        metadata, _ = read_engine_sidecar(path, engine="litert")
+        path, metadata, _ = cls._read_sidecar(path)
         interpreter_class, version = _interpreter_class()
         try:
             interpreter = interpreter_class(model_path=str(path), num_threads=threads)
@@ -125,13 +116,9 @@ class LiteRtBackend(BackendBase):
         Returns:
             ``labels [B, K]`` int64, ``boxes [B, K, 4]`` float32 xyxy pixels, ``scores [B, K]`` float32.
         """
-        if self._interpreter is None:
-            raise BackendError(f"{self.path}: the litert backend is closed")
+        checked = self._checked_feed(feed, self._interpreter)
         interpreter = self._interpreter
-        for spec in self.input_specs:
-            array = np.asarray(feed[spec.name])
-            if array.shape != spec.shape:
-                raise ValueError(f"{spec.name} must have the shape {spec.shape}, got {array.shape}")
+        for spec, array in checked:
             if spec.name == "images" and self._channels_last:
                 array = array.transpose(0, 2, 3, 1)
             detail = self._inputs[spec.name]

@@ -19,8 +19,7 @@ import numpy as np
 
 from ..errors import BackendError, ModelFileError
 from ..metadata import ModelMetadata
-from .backend import BackendBase
-from .engine_sidecar import deploy_specs, read_engine_sidecar
+from .sidecar_backend import SidecarEngineBackend
 
 __all__ = ["MnnBackend"]
 
@@ -40,26 +39,19 @@ def _import_mnn() -> tuple[ModuleType, ModuleType, ModuleType]:
     return MNN, expr, nn
 
 
-def _check_device(device: str | None) -> None:
-    if device not in (None, "cpu"):
-        raise ValueError(f"unknown device {device!r} for the mnn backend; it runs on 'cpu'")
-
-
-class MnnBackend(BackendBase):
+class MnnBackend(SidecarEngineBackend):
     """Runs an ``.mnn`` model exported by ``rtdetr-export --mnn`` with MNN's CPU backend in FP32.
 
     Build it with ``MnnBackend.from_path``. ``infer`` takes and returns numpy arrays keyed by tensor name.
     """
 
     name = "mnn"
+    suffix = ".mnn"
 
     def __init__(self, module: Any, expr: ModuleType, *, metadata: ModelMetadata, path: Path, version: str) -> None:
+        super().__init__(metadata=metadata, path=path)
         self._module = module
         self._expr = expr
-        self.metadata = metadata
-        self.path = path
-        self.device = "cpu"
-        self.input_specs, self.output_specs = deploy_specs(metadata)
         self.description = f"mnn {version} (CPU, high precision)"
 
     @classmethod
@@ -76,13 +68,10 @@ class MnnBackend(BackendBase):
             ValueError: a device other than the CPU, a negative thread count, a sidecar of another engine.
             BackendError: MNN is missing or cannot load the file.
         """
-        _check_device(device)
+        cls._check_device(device)
         if threads < 0:
             raise ValueError(f"threads must be 0 (every core) or positive, got {threads}")
-        path = Path(path)
-        if path.suffix.lower() != ".mnn":
-            raise ValueError(f"the mnn backend runs .mnn files written by rtdetr-export --mnn, not {path.name}")
-        metadata, _ = read_engine_sidecar(path, engine="mnn")
+        path, metadata, _ = cls._read_sidecar(path)
         mnn, expr, nn = _import_mnn()
         config = {"backend": "CPU", "precision": "high", "numThread": threads or os.cpu_count() or 1}
         try:
@@ -106,14 +95,11 @@ class MnnBackend(BackendBase):
         Returns:
             ``labels [B, K]`` int64, ``boxes [B, K, 4]`` float32 xyxy pixels, ``scores [B, K]`` float32.
         """
-        if self._module is None:
-            raise BackendError(f"{self.path}: the mnn backend is closed")
+        checked = self._checked_feed(feed, self._module)
         expr = self._expr
         inputs = []
-        for spec, dtype, kind in zip(self.input_specs, (np.float32, np.int32), (expr.float, expr.int), strict=True):
-            array = np.ascontiguousarray(feed[spec.name], dtype=dtype)
-            if array.shape != spec.shape:
-                raise ValueError(f"{spec.name} must have the shape {spec.shape}, got {array.shape}")
+        for (_, array), dtype, kind in zip(checked, (np.float32, np.int32), (expr.float, expr.int), strict=True):
+            array = np.ascontiguousarray(array, dtype=dtype)
             inputs.append(expr.const(array, list(array.shape), expr.NCHW, kind))
         try:
             results = self._module.forward(inputs)

@@ -18,8 +18,7 @@ import numpy as np
 
 from ..errors import BackendError, ModelFileError
 from ..metadata import ModelMetadata
-from .backend import BackendBase
-from .engine_sidecar import deploy_specs, read_engine_sidecar
+from .sidecar_backend import SidecarEngineBackend
 
 __all__ = ["RknnBackend"]
 
@@ -37,20 +36,20 @@ def _rknnlite_class() -> Any:
     return RKNNLite
 
 
-class RknnBackend(BackendBase):
+class RknnBackend(SidecarEngineBackend):
     """Runs an ``.rknn`` model on the board's NPU with rknn-toolkit-lite2 (untested on this project's machines).
 
     Build it with ``RknnBackend.from_path``. ``infer`` takes and returns numpy arrays keyed by tensor name.
     """
 
     name = "rknn"
+    suffix = ".rknn"
+    engine_device = "npu"
+    runs_on = "the board's 'npu'"
 
     def __init__(self, runtime: Any, *, metadata: ModelMetadata, path: Path, platform: str) -> None:
+        super().__init__(metadata=metadata, path=path)
         self._runtime = runtime
-        self.metadata = metadata
-        self.path = path
-        self.device = "npu"
-        self.input_specs, self.output_specs = deploy_specs(metadata)
         self.description = f"rknn-toolkit-lite2 ({platform} NPU, {metadata.precision})"
 
     @classmethod
@@ -62,12 +61,8 @@ class RknnBackend(BackendBase):
             ValueError: a device other than ``"npu"``/None, a sidecar of another engine.
             BackendError: rknn-toolkit-lite2 is missing (any machine but a board) or refused the file.
         """
-        if device not in (None, "npu"):
-            raise ValueError(f"unknown device {device!r} for the rknn backend; it runs on the board's 'npu'")
-        path = Path(path)
-        if path.suffix.lower() != ".rknn":
-            raise ValueError(f"the rknn backend runs .rknn files written by rtdetr-export --rknn, not {path.name}")
-        metadata, conversion = read_engine_sidecar(path, engine="rknn")
+        cls._check_device(device)
+        path, metadata, conversion = cls._read_sidecar(path)
         rknnlite_class = _rknnlite_class()
         runtime = rknnlite_class()
         if runtime.load_rknn(str(path)) != 0:

@@ -66,26 +66,22 @@ def test_build_rknn_names_a_missing_toolkit(tmp_path: Path) -> None:
     """This interpreter has no rknn-toolkit2: the driver fails at its import and the error says so."""
     pixels = np.zeros((1, 3, 32, 32), np.float32)
     sizes = np.array([[32, 32]], np.int64)
+
+    def build(precision: str) -> None:
+        build_rknn(
+            tmp_path / "none.onnx",
+            tmp_path / "none.rknn",
+            python=Path(sys.executable),
+            platform="rk3588",
+            precision=precision,
+            input_size=(32, 32),
+            verify_inputs=(pixels, sizes),
+        )
+
     with pytest.raises(ExportError, match="rknn-toolkit2 is not installed"):
-        build_rknn(
-            tmp_path / "none.onnx",
-            tmp_path / "none.rknn",
-            python=Path(sys.executable),
-            platform="rk3588",
-            precision="fp16",
-            input_size=(32, 32),
-            verify_inputs=(pixels, sizes),
-        )
+        build("fp16")
     with pytest.raises(ValueError, match="--calib"):
-        build_rknn(
-            tmp_path / "none.onnx",
-            tmp_path / "none.rknn",
-            python=Path(sys.executable),
-            platform="rk3588",
-            precision="int8",
-            input_size=(32, 32),
-            verify_inputs=(pixels, sizes),
-        )
+        build("int8")
 
 
 @pytest.mark.parametrize(
