@@ -87,13 +87,15 @@ onnx2tf pins TensorFlow, so it runs in an interpreter of its own. `Erf` (exact G
 approximation (`-rtpo Erf`) so that the file needs no Flex delegate. The matrix shows whether the result is
 correct; an export whose LiteRT detections differ from ONNX Runtime's fails and writes nothing.
 
-Known fault (onnx2tf 1.28.8, TensorFlow 2.19): the converted tiny runs but its detections are wrong (see the
-matrix). Before conversion the exporter turns the anchor mask's `Where(mask, x, 0)` back into `Mul(x, mask)`
-(onnx2tf fails on that `Where`). Tried without success, each exact in ONNX Runtime: keeping both inputs' shapes
-(`-kat`), splitting the encoder attention's `Transpose(perm [2, 0, 1])` into `[0, 2, 1]` then `[1, 0, 2]`, and
-turning batch-1 transposes that only move a size-1 axis into `Reshape`s. Random-weight graphs hide the fault
-(their top scores are alike), which is why the matrix uses the trained tiny. A batch-first attention in the
-model, or litert-torch instead of onnx2tf, are the next things to try.
+Known fault (onnx2tf 1.28.8, TensorFlow 2.19), measured again on the current graph: the converted tiny runs but its
+detections are wrong, with either sampling: none of PyTorch's decided top-20 detections is found again and its AP
+on the synthetic validation split is 0.0000 (see the matrix). Before conversion the exporter turns the anchor
+mask's `Where(mask, x, 0)` back into `Mul(x, mask)` (onnx2tf fails on that `Where`). Tried without success, each
+exact in ONNX Runtime: keeping both inputs' shapes (`-kat`), splitting the encoder attention's
+`Transpose(perm [2, 0, 1])` into `[0, 2, 1]` then `[1, 0, 2]`, and turning batch-1 transposes that only move a
+size-1 axis into `Reshape`s. Random-weight graphs hide the fault (their top scores are alike), which is why the
+matrix uses the trained tiny. A batch-first attention in the model, or litert-torch instead of onnx2tf, are the
+next things to try.
 
 ### RKNN (`.rknn`, backend `rknn`, Rockchip NPUs)
 ```
@@ -107,20 +109,29 @@ ours) and verifies the file in rknn-toolkit2's x86 simulator. On the board, the 
 through rknn-toolkit-lite2 (`pip install rknn-toolkit-lite2` on the board); **that backend is untested here**:
 the project's machines are x86 without an NPU.
 
-FP16 moves the discrete sampling locations: on the trained tiny the discrete rk3588 FP16 file differs from
-PyTorch by more than the 4 px the export allows on some scenes (see the matrix), so `rtdetr-export --rknn` may
-refuse it, while bilinear sampling stays within the rules. `--rknn-float-index` (experimental, not measured)
-assigns the index arithmetic to the toolkit's CPU side in FP32; rknn-toolkit2 2.5.0 refuses the names of nodes
-its optimizer fused away one build at a time, and dropping them one by one did not finish in the time we had.
+FP16 moves the discrete sampling locations. On the trained tiny the discrete rk3588 FP16 file finds 95% of
+PyTorch's decided top-20 detections, with scores within 0.038 and boxes within 5.1 px, and keeps its AP within
+0.003 (see the matrix); against ONNX Runtime, `rtdetr-export --rknn rk3588` finds 97.7% of 44 decided top
+detections with boxes 5.12 px apart (> 4) and refuses the file (exit 1). The bilinear file passes (scores within
+0.01, boxes within 0.7 px, AP +0.0015). The tiny's largest level has 32 x 32 = 1,024 pixels, so its flat index
+was exact in FP16 before it became integer arithmetic: these figures did not change with it.
+`--rknn-float-index` (experimental, not measured) assigns the index arithmetic to the toolkit's CPU side in FP32;
+rknn-toolkit2 2.5.0 refuses the names of nodes its optimizer fused away one build at a time, and dropping them
+one by one did not finish in the time we had.
 
-Official-layout R18 with random weights at 640 (not in the matrix above; `rtdetr-export r18vd_random.pth --mnn
---rknn rk3588 --rknn-python ...`, same machine): MNN converts and agrees with ONNX Runtime. RKNN rk3588 FP16 now
-builds (the anchor mask as `Where` avoids the `_p_fuse_mul_into_gemm` failure) and writes the `.rknn`, but its
-simulator run fails: `GatherElements op: Out of range value in index tensor` in the first decoder layer. The
-likely cause (not yet confirmed): the largest level is 80 x 80 = 6,400 pixels, while FP16 holds whole numbers
-exactly only up to 2,048, so the flat index `y * W + x` computed in FP16 can round past the end of the map; the
-index arithmetic would then have to stay FP32 (or integer) on FP16 engines for maps above 2,048 pixels. The tiny
-at 256 (largest level 32 x 32 = 1,024) is below that bound.
+Official-layout R18 with random weights at 640 (not in the matrix above; `--models tiny,r18` adds it), measured
+with `rtdetr-export r18vd_random.pth --rknn rk3588 --rknn-python ...` on the same machine: the FP16 file builds,
+runs in the simulator and agrees with ONNX Runtime (the whole export 156 s on the loaded machine, of which 50 s the
+build and the simulator run of the 4 verification scenes, 1.4 to 2.4 s per scene). Its random heads give flat
+scores (the top-20 within 1e-4 of each other), so no detection is decided: the sorted top-20 scores agree within
+6.5e-5, and the ONNX Runtime top-20 detections found again among the simulator's (same label, IoU >= 0.9; 1 to 5
+per scene) within 1e-4 in score and 0.5 px. The earlier simulator failure, `GatherElements` out of range in the
+first decoder layer, came from the flat index `y * W + x` computed in float: FP16 holds whole numbers exactly only
+up to 2,048, the largest level has 80 x 80 = 6,400 pixels, and the last pixel's index 6,399 rounds to 6,400, past
+the end of the map. The flat index is now int64 arithmetic. Checked with the R18 whose sampling offsets send every
+location into the bottom-right corner: the graph with the float flat index fails in the simulator (`GatherElements`
+in `layers.0/cross_attn`), the current graph builds, runs and agrees. A random checkpoint whose locations never
+reach the last pixels ran with the float index too, so it does not show the fault.
 """
 
 
