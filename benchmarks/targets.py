@@ -9,7 +9,7 @@ the COCO AP on the synthetic validation split and its difference to ONNX Runtime
 the p50 latency of ``Backend.infer`` on one preprocessed image on this CPU (none for the simulator). ONNX
 Runtime's own row is the reference. Nothing in the table is typed by hand; the machine is recorded.
 
-    python benchmarks/targets.py --onnx2tf-python /work/envs/onnx2tf/bin/python --rknn-python /work/envs/rknn/bin/python
+    python benchmarks/targets.py --onnx2tf-python ENV/onnx2tf/bin/python --rknn-python ENV/rknn/bin/python
     python benchmarks/targets.py --targets mnn --runs 5          # a quick run without the separate interpreters
 """
 
