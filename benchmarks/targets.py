@@ -119,7 +119,7 @@ was exact in FP16 before it became integer arithmetic: these figures did not cha
 rknn-toolkit2 2.5.0 refuses the names of nodes its optimizer fused away one build at a time, and dropping them
 one by one did not finish in the time we had.
 
-Official-layout R18 with random weights at 640 (not in the matrix above; `--models tiny,r18` adds it), measured
+Official-layout R18 with random weights at 640 (not in the matrix above; asking for r18 adds it), measured
 with `rtdetr-export r18vd_random.pth --rknn rk3588 --rknn-python ...` on the same machine: the FP16 file builds,
 runs in the simulator and agrees with ONNX Runtime (the whole export 156 s on the loaded machine, of which 50 s the
 build and the simulator run of the 4 verification scenes, 1.4 to 2.4 s per scene). Its random heads give flat
