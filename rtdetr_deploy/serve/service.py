@@ -43,8 +43,13 @@ def start_service(config: ServeConfig) -> str:
     try:
         if config.address is None:
             cpus = max(os.cpu_count() or 1, config.replicas * config.threads)
+            # A local Ray is one node: its processes talk over loopback, whatever address the HTTP proxy binds to.
             ray.init(
-                num_cpus=cpus, include_dashboard=False, object_store_memory=_OBJECT_STORE_BYTES, log_to_driver=False
+                num_cpus=cpus,
+                include_dashboard=False,
+                object_store_memory=_OBJECT_STORE_BYTES,
+                log_to_driver=False,
+                _node_ip_address="127.0.0.1",
             )
         else:
             ray.init(address=config.address, log_to_driver=False)
