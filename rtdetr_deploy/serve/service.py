@@ -14,6 +14,9 @@ __all__ = ["APP_NAME", "ServiceError", "start_service", "stop_service"]
 APP_NAME = "rtdetr"
 # Ray's shared-memory object store: the service passes no large objects through it, so keep it small.
 _OBJECT_STORE_BYTES = 128 * 1024 * 1024
+# Serve kills an HTTP proxy that is not ready within 5 s (Ray's default), which a busy two-core machine misses
+# while the proxy's process imports. A local Ray inherits these limits; a variable the user set is kept.
+_PROXY_TIMEOUTS_S = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60"}
 
 
 class ServiceError(RtdetrDeployError):
@@ -43,6 +46,8 @@ def start_service(config: ServeConfig) -> str:
     try:
         if config.address is None:
             cpus = max(os.cpu_count() or 1, config.replicas * config.threads)
+            for name, seconds in _PROXY_TIMEOUTS_S.items():
+                os.environ.setdefault(name, seconds)
             # A local Ray is one node: its processes talk over loopback, whatever address the HTTP proxy binds to.
             ray.init(
                 num_cpus=cpus,
