@@ -87,15 +87,14 @@ onnx2tf pins TensorFlow, so it runs in an interpreter of its own. `Erf` (exact G
 approximation (`-rtpo Erf`) so that the file needs no Flex delegate. The matrix shows whether the result is
 correct; an export whose LiteRT detections differ from ONNX Runtime's fails and writes nothing.
 
-Known fault (onnx2tf 1.28.8, TensorFlow 2.19), measured again on the current graph: the converted tiny runs but its
-detections are wrong, with either sampling: none of PyTorch's decided top-20 detections is found again and its AP
-on the synthetic validation split is 0.0000 (see the matrix). Before conversion the exporter turns the anchor
-mask's `Where(mask, x, 0)` back into `Mul(x, mask)` (onnx2tf fails on that `Where`). Tried without success, each
-exact in ONNX Runtime: keeping both inputs' shapes (`-kat`), splitting the encoder attention's
-`Transpose(perm [2, 0, 1])` into `[0, 2, 1]` then `[1, 0, 2]`, and turning batch-1 transposes that only move a
-size-1 axis into `Reshape`s. Random-weight graphs hide the fault (their top scores are alike), which is why the
-matrix uses the trained tiny. A batch-first attention in the model, or litert-torch instead of onnx2tf, are the
-next things to try.
+What made the converted file correct (onnx2tf 1.28.8, TensorFlow 2.19): onnx2tf guesses each tensor's layout, and
+two patterns of the earlier graph fooled it, so the file ran and none of its detections was right. Both are now
+the exported graph for every target (see [the portable graph](portable-graph.md)): self-attention is traced
+batch-first instead of through `nn.MultiheadAttention`'s sequence-first transposes, and the decoder joins its
+levels channel-first and transposes once, so no square `[B, H*W, D]` transpose appears where a level has as many
+pixels as channels. Found with onnx2tf's own per-node comparison against ONNX Runtime (`-cotof`): after the two
+changes every one of its 512 compared tensors matches. Before conversion the exporter still turns the anchor
+mask's `Where(mask, x, 0)` back into `Mul(x, mask)` (onnx2tf fails on that `Where`).
 
 ### RKNN (`.rknn`, backend `rknn`, Rockchip NPUs)
 ```

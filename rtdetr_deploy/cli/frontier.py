@@ -24,7 +24,7 @@ def add_frontier_flags(parser: argparse.ArgumentParser) -> None:
         "--frontier",
         action="store_true",
         help="measure COCO AP and p50 of every combination of --sizes, --decoder-layers, --queries and --precision "
-        "(ONNX Runtime, CPU, batch 1) and print the Pareto-optimal settings",
+        "(ONNX Runtime on --device, batch 1) and print the Pareto-optimal settings",
     )
     group.add_argument("--data", default=None, help="labelled COCO data for --frontier: a folder or 'synthetic'")
     group.add_argument("--split", default="val", help="split of --data (default: val)")

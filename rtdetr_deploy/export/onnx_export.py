@@ -25,6 +25,7 @@ from ..atomic import atomic_path
 from ..contract import INPUT_NAMES, OUTPUT_NAMES, RAW_OUTPUT_NAMES
 from ..errors import ExportError
 from ..metadata import ModelMetadata
+from ..models.attention import set_explicit_attention
 from ..models.decisions import DecisionLog
 from ..models.postprocess import DeployModel, PostProcessor
 from ..models.rtdetr import RTDETR
@@ -199,7 +200,9 @@ def export_probe(
     path = Path(path)
     if model.sampling != metadata.sampling:
         raise ExportError(f"model samples with {model.sampling!r} but metadata says {metadata.sampling!r}")
-    deployable = copy.deepcopy(model).deploy()
+    # Attention is traced batch-first (models.attention); the caller's model keeps PyTorch's own, so that
+    # verification compares the graph with a reference computed the other way.
+    deployable = set_explicit_attention(copy.deepcopy(model).deploy(), True)
     decisions = _decision_points(deployable, metadata.input_size)
     probe_module = ProbedDeployModel(deployable, PostProcessor(topk=metadata.topk)).eval()
     output_names = [*OUTPUT_NAMES, *RAW_OUTPUT_NAMES, *Probe(path, decisions).decision_outputs]

@@ -106,8 +106,9 @@ def build_rknn(
         work = Path(work_dir)
         np.savez(work / "verify.npz", images=verify_inputs[0], orig_target_sizes=verify_inputs[1])
         job = {
-            "onnx": str(onnx_file),
-            "rknn": str(rknn_file),
+            # The driver runs in the work folder: relative paths would point into it.
+            "onnx": str(Path(onnx_file).resolve()),
+            "rknn": str(Path(rknn_file).resolve()),
             "platform": platform,
             "precision": precision,
             "input_size": list(input_size),

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .attention import Attention
 from .decisions import select_top
 from .deformable_attention import MSDeformableAttention
 from .denoising import DenoisingGroups, contrastive_denoising_groups
@@ -35,7 +36,7 @@ class TransformerDecoderLayer(nn.Module):
         sampling: str = "bilinear",
     ) -> None:
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, n_head, dropout=dropout, batch_first=True)
+        self.self_attn = Attention(d_model, n_head, dropout=dropout, batch_first=True)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.cross_attn = MSDeformableAttention(d_model, n_head, num_points, sampling=sampling)
@@ -237,7 +238,9 @@ class RTDETRTransformerv2(nn.Module):
     def _flatten_memory(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         projected = [proj(feat) for proj, feat in zip(self.input_proj, feats, strict=False)]
         spatial_shapes = [(int(f.shape[2]), int(f.shape[3])) for f in projected]
-        memory = torch.concat([f.flatten(2).permute(0, 2, 1) for f in projected], dim=1)
+        # Levels are joined channel-first and transposed once: a per-level ``[B, H*W, D]`` transpose is square when
+        # H*W equals D (the tiny's 8x8 level at 64 channels), and onnx2tf lays such a tensor out the wrong way.
+        memory = torch.concat([f.flatten(2) for f in projected], dim=2).permute(0, 2, 1)
         return memory, spatial_shapes
 
     def _select_queries(

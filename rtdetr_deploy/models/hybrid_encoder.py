@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .attention import Attention
 from .layers import ConvNormLayer, activation
 
 __all__ = ["HybridEncoder", "build_hybrid_encoder", "sincos_position_embedding"]
@@ -79,7 +80,7 @@ class TransformerEncoderLayer(nn.Module):
         self, d_model: int, nhead: int, dim_feedforward: int, *, dropout: float = 0.0, act: str = "gelu"
     ) -> None:
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout, batch_first=True)
+        self.self_attn = Attention(d_model, nhead, dropout, batch_first=True)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(dim_feedforward, d_model)

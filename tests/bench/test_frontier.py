@@ -96,3 +96,36 @@ def test_every_point_gets_the_ap_of_its_own_setting(small_set):
         assert point["metrics"]["AP"] == pytest.approx(expected, abs=0.01)
     assert points[0]["metrics"]["AP"] != points[1]["metrics"]["AP"]
     assert any(p["pareto"] for p in points)
+
+
+def test_device_must_be_cpu_or_cuda():
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        FrontierConfig(weights=TINY, data="synthetic", device="gpu")
+    assert FrontierConfig(weights=TINY, data="synthetic", device="cuda:0").device == "cuda:0"
+
+
+@pytest.mark.gpu
+def test_frontier_times_on_a_gpu(small_set):
+    """On a CUDA machine the same command times the graphs on ONNX Runtime's GPU provider; AP as on the CPU."""
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("needs onnxruntime with CUDA (onnxruntime-gpu) and a CUDA device")
+    from rtdetr_deploy.bench.frontier import run_frontier
+
+    config = FrontierConfig(
+        weights=TINY,
+        data=str(small_set),
+        sizes=((128, 128),),
+        decoder_layers=(2,),
+        queries=(50,),
+        precisions=("fp32", "fp16"),
+        sampling="bilinear",
+        warmup=1,
+        rounds=1,
+        iters=2,
+        device="cuda:0",
+    )
+    report = run_frontier(config)
+    assert "cuda" in report["backend"].lower() or "tensorrt" in report["backend"].lower()
+    fp32, fp16 = report["points"]
+    assert abs(fp32["metrics"]["AP"] - fp16["metrics"]["AP"]) <= 0.02

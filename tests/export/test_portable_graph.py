@@ -1,6 +1,6 @@
 """The portable graph: each rewrite is exact in ONNX Runtime against an independent reference, the exported graph
 has the promised structure (float index arithmetic, no multi-axis Unsqueeze, Where for the valid mask, no BOOL
-constants, an Erf-free GELU on request), and the export still verifies."""
+constants, attention batch-first, an Erf-free GELU on request), and the export still verifies."""
 
 from __future__ import annotations
 
@@ -142,6 +142,9 @@ def test_default_graph_structure(exports: dict[str, dict]) -> None:
         if node.op_type == "Cast" and node.attribute[0].i == TensorProto.INT64 and "cross_attn" in node.name:
             # The sampling coordinates are cast to int64 as whole numbers, after the float clamp and floor.
             assert producers[node.input[0]].op_type == "Floor", node.name
+        if node.op_type == "Transpose":
+            # Attention is traced batch-first: no tensor is laid out sequence-first (onnx2tf mislays those).
+            assert list(node.attribute[0].ints)[0] == 0, f"{node.name} moves the batch axis"
     assert all(init.data_type != TensorProto.BOOL for init in model.graph.initializer)
     ops = {node.op_type for node in nodes}
     assert "Floor" in ops and "Where" in ops

@@ -18,16 +18,20 @@ pytestmark = [
 WEIGHTS = Path(__file__).parents[2] / "rtdetr_deploy" / "data" / "weights" / "tiny_synthetic.pth"
 
 
-def test_rk3588_fp16_of_the_trained_tiny_agrees_with_onnxruntime(tmp_path: Path) -> None:
+def test_rk3588_fp16_of_the_trained_tiny_agrees_with_onnxruntime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The exporter builds, simulates and judges the file (0.1 score, 4 px); then the same simulator outputs are
-    checked here, in plain numpy, against ONNX Runtime on other inputs."""
+    checked here, in plain numpy, against ONNX Runtime on other inputs. The output folder is given relative (the
+    toolkit runs in a folder of its own)."""
     pytest.importorskip("torch")
     import onnxruntime as ort
 
     from rtdetr_deploy.cli.export import main
     from rtdetr_deploy.export.rknn import build_rknn
 
-    assert main([str(WEIGHTS), "-o", str(tmp_path), "--sampling", "bilinear", "--rknn", "rk3588"]) == 0
+    monkeypatch.chdir(tmp_path.parent)
+    assert main([str(WEIGHTS), "-o", tmp_path.name, "--sampling", "bilinear", "--rknn", "rk3588"]) == 0
     report = json.loads((tmp_path / "tiny_synthetic.verify.json").read_text())["targets"]["rknn-rk3588-fp16"]
     assert report["passed"] and (tmp_path / "tiny_synthetic.rk3588-fp16.rknn").stat().st_size > 0
     rng = np.random.default_rng(1)
