@@ -147,3 +147,26 @@ def broken_int8_value_proj(int8_in, out, *, factor: float = 2.0):  # noqa: ANN00
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.wrong_value_proj_scale(Path(int8_in), Path(out), factor)
+
+
+def assert_top_detections_agree(reference, other, *, top=20, score_tol=1e-3, box_px=1.0) -> None:  # noqa: ANN001
+    """Every one of the ``top`` best reference detections of each image has a counterpart in ``other``: the same
+    class, the score within ``score_tol`` and every box coordinate within ``box_px``. Both are lists of
+    ``(boxes_xyxy, scores, class_ids)`` per image, best first (plain numpy, independent of the project's checks)."""
+    import numpy as np
+
+    assert len(reference) == len(other)
+    for image, ((ref_boxes, ref_scores, ref_classes), (boxes, scores, classes)) in enumerate(
+        zip(reference, other, strict=True)
+    ):
+        boxes, scores, classes = np.asarray(boxes), np.asarray(scores), np.asarray(classes)
+        for rank in range(min(top, len(ref_scores))):
+            candidates = (
+                (classes == ref_classes[rank])
+                & (np.abs(scores - ref_scores[rank]) <= score_tol)
+                & (np.abs(boxes - ref_boxes[rank]).max(axis=1) <= box_px)
+            )
+            assert candidates.any(), (
+                f"image {image}, rank {rank}: class {ref_classes[rank]} score {ref_scores[rank]:.5f} box "
+                f"{np.round(ref_boxes[rank], 1).tolist()} has no counterpart"
+            )

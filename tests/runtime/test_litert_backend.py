@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_top_detections_agree
 
 pytest.importorskip("ai_edge_litert", reason="needs the LiteRT runtime: pip install 'rtdetr-deploy[litert]'")
 pytest.importorskip("torch")
@@ -42,13 +43,4 @@ def test_committed_tflite_agrees_with_onnxruntime(tmp_path: Path) -> None:
     images = _images()
     reference = _detections(onnx_file, "onnxruntime", images)
     got = _detections(TFLITE, "litert", images)
-    for image, ((ref_boxes, ref_scores, ref_classes), (boxes, scores, classes)) in enumerate(
-        zip(reference, got, strict=True)
-    ):
-        for rank in range(min(TOP, len(ref_scores))):
-            found = (
-                (classes == ref_classes[rank])
-                & (np.abs(scores - ref_scores[rank]) <= SCORE_TOL)
-                & (np.abs(boxes - ref_boxes[rank]).max(axis=1) <= BOX_TOL_PX)
-            )
-            assert found.any(), f"image {image}, rank {rank}: {ref_classes[rank]} {ref_scores[rank]:.5f} not found"
+    assert_top_detections_agree(reference, got, top=TOP, score_tol=SCORE_TOL, box_px=BOX_TOL_PX)

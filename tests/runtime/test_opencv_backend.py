@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_top_detections_agree
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
@@ -53,21 +54,7 @@ def _top(results: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 
 def _assert_agree(reference: list, other: list) -> None:
     """Every top-20 reference detection has a counterpart (same class, score within 1e-3, box within 1 px)."""
-    assert len(reference) == len(other)
-    for image, ((ref_boxes, ref_scores, ref_classes), (boxes, scores, classes)) in enumerate(
-        zip(reference, other, strict=True)
-    ):
-        boxes, scores, classes = np.asarray(boxes), np.asarray(scores), np.asarray(classes)
-        for rank in range(min(TOP, len(ref_scores))):
-            candidates = (
-                (classes == ref_classes[rank])
-                & (np.abs(scores - ref_scores[rank]) <= SCORE_TOL)
-                & (np.abs(boxes - ref_boxes[rank]).max(axis=1) <= BOX_TOL_PX)
-            )
-            assert candidates.any(), (
-                f"image {image}, rank {rank}: class {ref_classes[rank]} score {ref_scores[rank]:.5f} box "
-                f"{np.round(ref_boxes[rank], 1).tolist()} has no counterpart"
-            )
+    assert_top_detections_agree(reference, other, top=TOP, score_tol=SCORE_TOL, box_px=BOX_TOL_PX)
 
 
 def _export(weights: Path, out: Path, **options: object) -> Path:
