@@ -40,6 +40,13 @@ TRACKERS = ("bytetrack", "ocsort", "botsort", "sort")
 # ByteTrack: 3 gave the fewest ids at the best IDF1 on the generated sequences (benchmarks/bytetrack_settings.py);
 # the other trackers keep 2 (not measured otherwise).
 MIN_FRAMES = {"bytetrack": 3}
+# The library's Kalman state estimators and association similarities (``TrackerConfig.motion``, ``.match_metric``).
+MOTIONS = {"xyxy": "XYXYStateEstimator", "xcycsr": "XCYCSRStateEstimator", "xcycwh": "XCYCWHStateEstimator"}
+MATCH_METRICS = {"iou": "IoU", "biou": "BIoU", "giou": "GIoU", "diou": "DIoU"}
+# ByteTrack: a fixed aspect ratio and buffered IoU gave the fewest ids at the best IDF1 on the generated sequences
+# (benchmarks/bytetrack_motion.py); the other trackers keep the library's own (not measured otherwise).
+MOTION = {"bytetrack": "xcycsr"}
+MATCH_METRIC = {"bytetrack": "biou"}
 INSTALL_HINT = "tracking needs the trackers package: pip install 'rtdetr-deploy[track]'"
 
 
@@ -85,6 +92,11 @@ class TrackerConfig:
         match_iou: least IoU in (0, 1] between a track's predicted box and a detection for a match (both of
             ByteTrack's associations; SORT's and OC-SORT's one); ``None``: the library's default for that tracker.
             BoT-SORT keeps its own three.
+        motion: the Kalman state a track's box moves in, one of ``MOTIONS`` (the library's state estimators:
+            corners ``xyxy``, centre/area/fixed aspect ``xcycsr``, centre/width/height ``xcycwh``); ``None``: the
+            tracker's default in ``MOTION``, else the library's.
+        match_metric: the box similarity of the association, one of ``MATCH_METRICS`` (the library's ``IoU``,
+            buffered ``BIoU``, ``GIoU``, ``DIoU``); ``None``: the tracker's default in ``MATCH_METRIC``, else IoU.
     """
 
     name: str = "bytetrack"
@@ -96,9 +108,15 @@ class TrackerConfig:
     min_frames: int | None = None
     duplicate_iou: float | None = 0.7
     match_iou: float | None = None
+    motion: str | None = None
+    match_metric: str | None = None
 
     def __post_init__(self) -> None:
         check_tracker_name(self.name)
+        if self.motion is not None and self.motion not in MOTIONS:
+            raise ValueError(f"unknown tracker motion {self.motion!r}; choose from {', '.join(MOTIONS)}")
+        if self.match_metric is not None and self.match_metric not in MATCH_METRICS:
+            raise ValueError(f"unknown match metric {self.match_metric!r}; choose from {', '.join(MATCH_METRICS)}")
         if self.duplicate_iou is not None and not 0.0 < self.duplicate_iou <= 1.0:
             raise ValueError(f"duplicate_iou must lie in (0, 1] or be None, got {self.duplicate_iou}")
         if self.match_iou is not None and not 0.0 < self.match_iou <= 1.0:
@@ -127,6 +145,16 @@ def _library_tracker(config: TrackerConfig) -> Any:
         if config.min_frames is None
         else config.min_frames,
     }
+    motion = config.motion or MOTION.get(config.name)
+    if motion is not None:
+        from trackers.utils import state_representations
+
+        common["state_estimator_class"] = getattr(state_representations, MOTIONS[motion])
+    metric = config.match_metric or MATCH_METRIC.get(config.name)
+    if metric is not None:
+        from trackers.utils import iou
+
+        common["iou"] = getattr(iou, MATCH_METRICS[metric])()
     matching = {} if config.match_iou is None else {"minimum_iou_threshold": config.match_iou}
     if config.name == "bytetrack":
         return trackers.ByteTrackTracker(

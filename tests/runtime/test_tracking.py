@@ -127,6 +127,19 @@ def test_default_min_frames_delays_the_first_id(name: str, first_id_frame: int) 
     assert ids == [[]] * (first_id_frame - 1) + [[1]] * (5 - first_id_frame)
 
 
+@pytest.mark.parametrize("motion", ["xyxy", "xcycsr", "xcycwh"])
+@pytest.mark.parametrize("metric", ["iou", "biou", "giou", "diou"])
+def test_every_motion_and_match_metric_keeps_one_id_on_a_steady_path(motion: str, metric: str) -> None:
+    """Each of the library's state estimators and similarities is passed through and tracks a steady object."""
+    pytest.importorskip("trackers", reason="needs the trackers package (the [track] extra)")
+    from rtdetr_deploy.runtime.tracking import Tracker
+
+    tracker = Tracker(TrackerConfig(name="bytetrack", min_frames=1, motion=motion, match_metric=metric))
+    steps = [_detections([[10 + 5 * t, 10, 50 + 5 * t, 60]], [0.95]) for t in range(12)]
+    ids = [tracker.update(found).track_ids.tolist() for found in steps]
+    assert ids[1:] == [[1]] * 11  # the first frame only starts the track
+
+
 def test_thresholds_and_names_are_validated() -> None:
     with pytest.raises(ValueError, match="low <= high <= new-track"):
         TrackerConfig(low_score=0.7, high_score=0.5)
@@ -135,6 +148,10 @@ def test_thresholds_and_names_are_validated() -> None:
     with pytest.raises(ValueError, match="did you mean 'ocsort'"):
         TrackerConfig(name="ocsrt")
     assert set(TRACKERS) == {"bytetrack", "ocsort", "botsort", "sort"}
+    with pytest.raises(ValueError, match="unknown tracker motion 'xywh'; choose from xyxy, xcycsr, xcycwh"):
+        TrackerConfig(motion="xywh")
+    with pytest.raises(ValueError, match="unknown match metric 'ciou'; choose from iou, biou, giou, diou"):
+        TrackerConfig(match_metric="ciou")
 
 
 def test_track_ids_reach_the_coco_results() -> None:
