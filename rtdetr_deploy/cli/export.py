@@ -182,12 +182,6 @@ def _add_target_flags(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help=f"interpreter that has rknn-toolkit2 (default: ${RKNN_PYTHON_ENV})",
     )
-    parser.add_argument(
-        "--rknn-float-index",
-        action="store_true",
-        help="experimental: run the discrete sampling index arithmetic on the toolkit's CPU side in FP32 instead of "
-        "FP16 on the NPU (see docs/targets.md)",
-    )
 
 
 def _targets(args: argparse.Namespace) -> TargetsConfig:
@@ -198,7 +192,6 @@ def _targets(args: argparse.Namespace) -> TargetsConfig:
         rknn=args.rknn,
         rknn_precision=args.rknn_precision,
         rknn_python=interpreter_from(args.rknn_python, RKNN_PYTHON_ENV) if args.rknn is not None else None,
-        rknn_float_index=args.rknn_float_index,
     )
 
 

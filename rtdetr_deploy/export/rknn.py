@@ -5,12 +5,10 @@ this module) runs in the interpreter the user names (``--rknn-python`` / ``RTDET
 files only: a JSON job, the verification inputs as ``.npz`` (the runtime's preprocessing), for INT8 a list of
 calibration inputs as ``.npy`` pairs, and back the ``.rknn``, the simulator's outputs and a JSON result.
 
-Precision: ``fp16`` (the NPU's float type) or ``int8`` (w8a8, calibrated on ``--calib`` images). The discrete
-sampling operator's index arithmetic in FP16 moves sampling locations by up to half a pixel at the larger maps;
-with ``rknn_float_index`` its nodes (``index_nodes``) are assigned to the toolkit's CPU side (``op_target``), which
-computes in FP32. Experimental and not measured: rknn-toolkit2 2.5.0 refuses ``op_target`` names of nodes its
-optimizer fused away, one per failed build, so the driver drops them one build at a time (at most
-``MAX_DROPPED``); on the tiny's 84 index nodes that did not finish in the time we had (about a minute a build).
+Precision: ``fp16`` (the NPU's float type) or ``int8`` (w8a8, calibrated on ``--calib`` images). rknn-toolkit2 2.5.0
+has no float type but FP16 (``float_dtype``), also for the ops it places on the CPU, so the discrete sampling
+locations are held in FP16 there: a few sampling points in a hundred move to the neighbouring pixel
+(docs/targets.md says what that costs).
 """
 
 from __future__ import annotations
@@ -19,42 +17,16 @@ import json
 import re
 import subprocess
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from ..errors import ExportError
 
-__all__ = ["DRIVER", "build_rknn", "index_nodes"]
+__all__ = ["DRIVER", "build_rknn"]
 
 DRIVER = Path(__file__).with_name("rknn_driver.py")
 BUILD_TIMEOUT_S = 3600
-# Node types of the discrete sampling operator's index arithmetic (between the sampling locations and the gather).
-_INDEX_TYPES = {"Floor", "Clip", "Cast", "Add", "Mul", "Sub", "Div", "Min", "Max"} | {
-    "Expand",
-    "Unsqueeze",
-    "Reshape",
-    "Flatten",
-}
-
-
-def index_nodes(onnx_file: Path) -> list[str]:
-    """Names of the nodes that compute the discrete sampling indices: the decoder cross attention's nodes of an
-    ``_INDEX_TYPES`` type on a path into the index input of one of its ``GatherElements`` (the walk stops at any
-    other node: the sampling offsets' ``Gemm``, a ``Split``, ...)."""
-    graph = onnx.load(str(onnx_file), load_external_data=False).graph
-    producer = {out: node for node in graph.node for out in node.output}
-    found: set[str] = set()
-    stack = [node.input[1] for node in graph.node if node.op_type == "GatherElements" and "cross_attn" in node.name]
-    while stack:
-        node = producer.get(stack.pop())
-        if node is None or node.name in found or node.op_type not in _INDEX_TYPES or "cross_attn" not in node.name:
-            continue
-        found.add(node.name)
-        stack.extend(node.input)
-    return sorted(found)
 
 
 def _calibration_list(folder: Path, pixels: np.ndarray, sizes_wh: np.ndarray) -> Path:
@@ -80,7 +52,6 @@ def build_rknn(
     input_size: tuple[int, int],
     verify_inputs: tuple[np.ndarray, np.ndarray],
     calibration: tuple[np.ndarray, np.ndarray] | None = None,
-    cpu_nodes: Sequence[str] = (),
 ) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """Build ``rknn_file`` from ``onnx_file`` (batch 1) and run ``verify_inputs`` in the simulator.
 
@@ -91,7 +62,6 @@ def build_rknn(
         input_size: ``(height, width)`` of the graph.
         verify_inputs: ``images [N, 3, H, W]`` float32 and ``orig_target_sizes [N, 2]`` int64.
         calibration: the same for INT8 calibration (required for ``int8``).
-        cpu_nodes: ONNX node names the toolkit must run on its CPU side (FP32).
 
     Returns:
         The simulator's ``labels``, ``boxes``, ``scores`` (``[N, ...]``) and a JSON-ready record of the build.
@@ -116,7 +86,6 @@ def build_rknn(
             "verify_inputs": str(work / "verify.npz"),
             "outputs": str(work / "outputs.npz"),
             "result": str(work / "result.json"),
-            "op_target": {name: "cpu" for name in cpu_nodes},
         }
         if calibration is not None and precision == "int8":
             job["dataset"] = str(_calibration_list(work, *calibration))
@@ -140,7 +109,6 @@ def build_rknn(
         "precision": precision,
         "verified_in": "rknn-toolkit2 x86 simulator",
         "simulator_s_per_image": result.get("simulator_s_per_batch"),
-        "cpu_nodes": result.get("cpu_nodes", {"requested": 0}),
     }
     return simulated, record
 

@@ -3,10 +3,9 @@
 rknn-toolkit2 pins old onnx, numpy and torch, so it lives in an interpreter of its own; ``export.rknn`` runs this
 file there as ``python rknn_driver.py JOB.json``. It imports nothing of rtdetr-deploy (that interpreter does not
 have it) and only the standard library, numpy and ``rknn.api``. The job names the ONNX, the target platform, the
-precision (``fp16``; ``int8`` with a dataset list of ``.npy`` inputs), the NPU-side ops to run on the CPU
-(``op_target``), the verification inputs (an ``.npz`` of ``images`` and ``orig_target_sizes``) and where to write the
-``.rknn``, the simulator's outputs (``.npz``) and a JSON result. Exit status: 0 done, 1 a toolkit step failed (the
-result JSON names the step), 2 a bad job file.
+precision (``fp16``; ``int8`` with a dataset list of ``.npy`` inputs), the verification inputs (an ``.npz`` of
+``images`` and ``orig_target_sizes``) and where to write the ``.rknn``, the simulator's outputs (``.npz``) and a
+JSON result. Exit status: 0 done, 1 a toolkit step failed (the result JSON names the step), 2 a bad job file.
 """
 
 import json
@@ -26,41 +25,10 @@ def _fail(result_path, step, message):
     return 1
 
 
-def _invalid_op_target(exc):
-    """The node name in the toolkit's "Invalid key of 'NAME' in 'op_target'!" (None for any other error)."""
-    text = str(exc)
-    marker = "Invalid key of '"
-    if marker not in text or "op_target" not in text:
-        return None
-    return text.split(marker, 1)[1].split("'", 1)[0]
-
-
-MAX_DROPPED = 20
-
-
-def _build_dropping_fused(RKNN, job, log):
-    """``_build`` with a fresh toolkit object, dropping each ``op_target`` node the toolkit no longer has (fused into
-    another node by its graph optimizer; it names one per failed build) until the build passes or ``MAX_DROPPED``
-    were dropped; returns ``(rknn, failed step or None)``."""
-    while True:
-        rknn = RKNN(verbose=False)
-        try:
-            return rknn, _build(rknn, job)
-        except ValueError as exc:
-            name = _invalid_op_target(exc)
-            rknn.release()
-            if name is None or name not in job.get("op_target", {}) or len(log) >= MAX_DROPPED:
-                raise
-            del job["op_target"][name]
-            log.append(name)
-
-
 def _build(rknn, job):
     height, width = job["input_size"]
     batch = job["batch"]
     config = {"target_platform": job["platform"], "optimization_level": job.get("optimization_level", 3)}
-    if job.get("op_target"):
-        config["op_target"] = job["op_target"]
     if rknn.config(**config) != 0:
         return "config"
     inputs = ["images", "orig_target_sizes"]
@@ -111,9 +79,8 @@ def main(argv):
     import numpy
     from rknn.api import RKNN
 
-    dropped = []
-    requested = len(job.get("op_target") or {})
-    rknn, step = _build_dropping_fused(RKNN, job, dropped)
+    rknn = RKNN(verbose=False)
+    step = _build(rknn, job)
     try:
         if step is not None:
             return _fail(result_path, step, f"rknn-toolkit2 {step} returned an error (see the toolkit's log above)")
@@ -126,7 +93,6 @@ def main(argv):
         rknn.release()
     with open(result_path, "w") as handle:
         record = {"ok": True, "toolkit": version("rknn-toolkit2"), "simulator_s_per_batch": seconds}
-        record["cpu_nodes"] = {"requested": requested, "fused_away": len(dropped), "on_cpu": requested - len(dropped)}
         json.dump(record, handle)
     return 0
 

@@ -43,8 +43,6 @@ class TargetsConfig:
         rknn: RKNN target platform (``rk3588``, ...); None writes no ``.rknn``.
         rknn_precision: ``"fp16"`` or ``"int8"`` (INT8 calibrates on the export's ``calib`` images).
         rknn_python: interpreter that has rknn-toolkit2 (required with ``rknn``).
-        rknn_float_index: run the discrete sampling operator's index arithmetic on the toolkit's CPU side in FP32
-            (``op_target``) instead of FP16 on the NPU.
     """
 
     mnn: bool = False
@@ -53,7 +51,6 @@ class TargetsConfig:
     rknn: str | None = None
     rknn_precision: str = "fp16"
     rknn_python: Path | None = None
-    rknn_float_index: bool = False
 
     def __post_init__(self) -> None:
         if self.rknn is not None and self.rknn not in RKNN_PLATFORMS:

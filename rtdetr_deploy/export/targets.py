@@ -120,9 +120,8 @@ def _litert(config: TargetsConfig, deploy: Path, out: Path, metadata: ModelMetad
 
 def _rknn_builder(calibration: tuple | None) -> Callable:
     def build(config: TargetsConfig, deploy: Path, out: Path, metadata: ModelMetadata, inputs: tuple) -> tuple:
-        from .rknn import build_rknn, index_nodes
+        from .rknn import build_rknn
 
-        cpu_nodes = index_nodes(deploy) if config.rknn_float_index else []
         outputs, record = build_rknn(
             deploy,
             out,
@@ -132,7 +131,6 @@ def _rknn_builder(calibration: tuple | None) -> Callable:
             input_size=metadata.input_size,
             verify_inputs=inputs,
             calibration=calibration,
-            cpu_nodes=cpu_nodes,
         )
         precision = config.rknn_precision
         write_engine_sidecar(

@@ -129,22 +129,6 @@ def test_sidecar_round_trip_and_refusals(tmp_path: Path) -> None:
         read_engine_sidecar(engine, engine="litert")
 
 
-def test_index_nodes_are_the_discrete_index_arithmetic(tmp_path: Path) -> None:
-    """Every float->int Cast of the decoder's deformable attention is among them, and no weighted layer is."""
-    pytest.importorskip("torch")
-    onnx = pytest.importorskip("onnx")
-    from helpers import tiny_deploy_onnx
-
-    from rtdetr_deploy.export.rknn import index_nodes
-
-    path = tiny_deploy_onnx(tmp_path, input_size=(64, 64), batch=(1, 1, 1))
-    nodes = {node.name: node for node in onnx.load(str(path)).graph.node}
-    found = index_nodes(path)
-    casts = {name for name, node in nodes.items() if node.op_type == "Cast" and "cross_attn" in name}
-    assert casts and casts <= set(found)
-    assert all("cross_attn" in name and nodes[name].op_type not in ("Gemm", "MatMul", "Conv") for name in found)
-
-
 def test_where_zero_as_mul_is_exact() -> None:
     """``Where(mask, x, 0)`` and its LiteRT rewrite ``Mul(x, Cast(mask))`` agree in ONNX Runtime."""
     pytest.importorskip("onnx")
