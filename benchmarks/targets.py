@@ -1,15 +1,17 @@
 """The measured compatibility matrix: every target engine, both samplings, written to ``docs/targets.md``.
 
-For each model (the shipped trained tiny; ``--models tiny,r18`` adds the official-layout R18 with random weights)
-and each sampling (discrete, bilinear), exports the verified ONNX with the project's exporter, then converts it
-to every target (``export.targets.convert_target``: MNN, LiteRT via onnx2tf, RKNN rk3588 FP16 in rknn-toolkit2's
-simulator) and records, per target: whether it converts (else the converter's error), whether it runs, the
-largest difference of its decided top-20 detections to PyTorch's (score, box px) on the verification images,
-the COCO AP on the synthetic validation split and its difference to ONNX Runtime's (trained weights only), and
+For each model (the shipped trained tiny; ``--models tiny,r18`` adds the official-layout R18: the trained reference
+of docs/frontier.md with ``--r18-reference DIR``, else random weights) and each sampling (discrete, bilinear), with
+the weights trained (or fine-tuned) for that sampling, exports the verified ONNX with the project's exporter, then
+converts it to every target (``export.targets.convert_target``: MNN, LiteRT via onnx2tf, RKNN rk3588 FP16 in
+rknn-toolkit2's simulator) and records, per target: whether it converts (else the converter's error), whether it
+runs, the largest difference of its decided top-20 detections to PyTorch's (score, box px) on the verification
+images, the COCO AP on the synthetic validation split and its difference to ONNX Runtime's (trained weights only), and
 the p50 latency of ``Backend.infer`` on one preprocessed image on this CPU (none for the simulator). ONNX
 Runtime's own row is the reference. Nothing in the table is typed by hand; the machine is recorded.
 
     python benchmarks/targets.py --onnx2tf-python ENV/onnx2tf/bin/python --rknn-python ENV/rknn/bin/python
+    python benchmarks/targets.py --models tiny,r18 --r18-reference runs/r18_reference ...   # docs/targets.md
     python benchmarks/targets.py --targets mnn --runs 5          # a quick run without the separate interpreters
 """
 
@@ -45,7 +47,9 @@ from rtdetr_deploy.runtime.sources import read_image
 from rtdetr_deploy.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = {"tiny": ROOT / "rtdetr_deploy" / "data" / "weights" / "tiny_synthetic.pth", "r18": None}
+WEIGHTS = ROOT / "rtdetr_deploy" / "data" / "weights"
+# Each sampling's rows use the weights trained (or fine-tuned) with that sampling.
+TINY = {"bilinear": WEIGHTS / "tiny_synthetic.pth", "discrete": WEIGHTS / "tiny_synthetic_discrete.pth"}
 TARGET_FILES = {
     "mnn": "model.mnn",
     "litert": "model.tflite",
@@ -148,6 +152,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="tiny", help="comma-separated: tiny, r18 (default: tiny)")
     parser.add_argument(
+        "--r18-reference",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="trained R18 reference: DIR/bilinear/best.pth and DIR/discrete/best.pth (default: random weights)",
+    )
+    parser.add_argument(
         "--targets",
         default="mnn,litert,rknn",
         help="comma-separated: mnn, litert, rknn (default: mnn,litert,rknn)",
@@ -191,15 +202,21 @@ def _val_inputs(data: Any, metadata: Any) -> tuple[np.ndarray, np.ndarray]:
     return preprocess(images, input_size=metadata.input_size, preprocessing=metadata.preprocessing)
 
 
-def _export(model: str, sampling: str, folder: Path) -> tuple[Path, Path | None]:
-    """The verified ONNX of ``model`` (and the checkpoint it came from, for PyTorch)."""
-    weights = MODELS[model]
-    if weights is None:
-        from rtdetr_deploy.models import build_model, get_preset, save_model
+def _weights(model: str, sampling: str, folder: Path, r18_reference: Path | None) -> tuple[Path, bool]:
+    """The checkpoint of ``model`` for ``sampling`` and whether it is trained (on the synthetic data)."""
+    if model == "tiny":
+        return TINY[sampling], True
+    if r18_reference is not None:
+        return r18_reference / sampling / "best.pth", True
+    from rtdetr_deploy.models import build_model, get_preset, save_model
 
-        weights = save_model(build_model(get_preset("r18vd")), folder / "r18vd_random.pth")
+    return save_model(build_model(get_preset("r18vd")), folder / "r18vd_random.pth"), False
+
+
+def _export(weights: Path, sampling: str, folder: Path) -> Path:
+    """The verified ONNX of ``weights``."""
     config = ExportConfig(weights=weights, out_dir=folder, sampling=sampling)
-    return export(config, verbose=False).onnx, weights
+    return export(config, verbose=False).onnx
 
 
 def _row(target: str, engine: Path, deploy: Path, ctx: dict[str, Any]) -> dict[str, Any]:
@@ -258,7 +275,8 @@ def _pytorch(weights: Path, sampling: str, metadata: Any, inputs: tuple[np.ndarr
 
 def _reference(model: str, sampling: str, folder: Path, args: argparse.Namespace, data: Any) -> tuple[Path, dict]:
     """Export, then the PyTorch and ONNX Runtime reference rows and the context every target row uses."""
-    deploy, weights = _export(model, sampling, folder)
+    weights, trained = _weights(model, sampling, folder, args.r18_reference)
+    deploy = _export(weights, sampling, folder)
     metadata = read_onnx_metadata(deploy)
     inputs = preprocess(verification_images(None), input_size=metadata.input_size, preprocessing=metadata.preprocessing)
     torch_outputs = _pytorch(weights, sampling, metadata, inputs)
@@ -269,7 +287,8 @@ def _reference(model: str, sampling: str, folder: Path, args: argparse.Namespace
     ort_row["max_score_delta"] = agreement["max_score_delta"]
     ort_row["max_box_delta_px"] = agreement["max_box_delta_px"]
     ctx: dict[str, Any] = {"inputs": inputs, "torch": torch_outputs, "metadata": metadata, "runs": args.runs}
-    ctx["data"] = data if model == "tiny" else None
+    ctx["data"] = data if trained else None
+    ctx["weights"] = weights.name if model == "tiny" else ("trained" if trained else "random")
     ctx["sampling"] = sampling
     rknn = "rk3588" if args.rknn_python is not None else None
     ctx["config"] = TargetsConfig(tflite_python=args.onnx2tf_python, rknn=rknn, rknn_python=args.rknn_python)
@@ -322,8 +341,9 @@ def _markdown(report: dict[str, Any]) -> str:
             note = row.get("error", "")
             if row["target"].startswith("rknn") and row.get("runs"):
                 note = "run in rknn-toolkit2's x86 simulator (no latency)"
+            weights = case.get("weights")
             cells = [
-                case["model"],
+                f"{case['model']} ({weights})" if weights else case["model"],
                 case["sampling"],
                 row["target"],
                 row.get("precision", "-"),
@@ -377,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
                     row = _row(target, Path(tmp) / TARGET_FILES[target], deploy, ctx)
                     print(model, sampling, json.dumps(row, default=str)[:400], flush=True)
                     ctx["rows"].append(row)
-            cases.append({"model": model, "sampling": sampling, "rows": ctx["rows"]})
+            case = {"model": model, "weights": ctx["weights"], "sampling": sampling, "rows": ctx["rows"]}
+            cases.append(case)
     report = {
         "command": "python benchmarks/targets.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "device": describe_device("cpu"),
