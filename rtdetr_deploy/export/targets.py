@@ -4,7 +4,8 @@ Each target converts the published FP32 ONNX (``export.mnn``, ``export.litert``,
 sidecar of the runtime (``runtime.engine_sidecar``: the ONNX's metadata with the engine's precision), and is run
 on the verification images: MNN and LiteRT through their runtime backends on this CPU, RKNN in rknn-toolkit2's
 simulator. Its detections are judged against ONNX Runtime's on the same inputs (``judge_engine``): FP32 engines
-by the FP32 rules (top detections' scores within 1e-3, boxes within 1 px), RKNN FP16 within 0.1 and 4 px.
+by the FP32 rules (top detections' scores within 1e-3, boxes within 1 px), RKNN FP16 within 0.1 and 4 px, RKNN
+INT8 by the INT8 rules.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..metadata import ModelMetadata
 from ..runtime.engine_sidecar import engine_sidecar_path, write_engine_sidecar
 from ..runtime.onnxruntime_backend import read_onnx_metadata
 from ..runtime.preprocess import preprocess
+from .gates import VARIANT_RULES
 from .graphs import run_graph, run_in_chunks
 from .onnx_export import OUTPUT_NAMES
 from .target_config import TargetsConfig
@@ -48,7 +50,13 @@ class EngineRules:
     min_matched: float = 0.99
 
 
-ENGINE_RULES = {"fp32": EngineRules(score=1e-3, box_px=1.0), "fp16": EngineRules(score=0.1, box_px=4.0)}
+# INT8 engines (RKNN w8a8) keep the INT8 variant's score margin and share of decided detections
+# (``gates.VARIANT_RULES``), with boxes within 8 px: an INT8 file is judged like any other, never waved through.
+ENGINE_RULES = {
+    "fp32": EngineRules(score=1e-3, box_px=1.0),
+    "fp16": EngineRules(score=0.1, box_px=4.0),
+    "int8": EngineRules(score=VARIANT_RULES["int8"].margin, box_px=8.0, min_matched=VARIANT_RULES["int8"].min_matched),
+}
 MIN_DECIDED = 10
 
 
@@ -215,8 +223,7 @@ def write_targets(
     for name, out, convert in jobs:
         with step(name) as note:
             outputs, record, precision = convert(config, deploy, out, metadata, inputs)
-            rules = ENGINE_RULES.get(precision)
-            verdict = judge_engine(reference, outputs, rules=rules) if rules else {"passed": True, "failures": []}
+            verdict = judge_engine(reference, outputs, rules=ENGINE_RULES[precision])
             reports[name] = {"file": out.name, "sidecar": engine_sidecar_path(out).name, **record, **verdict}
             note["detail"] = f"{out.name}: " + ("agrees with ONNX Runtime" if verdict["passed"] else "FAILED")
         if not verdict["passed"]:

@@ -46,6 +46,19 @@ def test_judge_rejects_a_lost_detection() -> None:
     assert not verdict["passed"] and verdict["matched"] == pytest.approx(11 / 12)
 
 
+def test_an_int8_engine_is_judged_and_shrunken_boxes_are_refused() -> None:
+    """RKNN INT8 of the tiny returned boxes about 0.65 times their size (measured); such a file must be refused."""
+    reference = _detections()
+    shrunk = _detections()
+    shrunk["boxes"][0, :12] *= 0.65
+    verdict = judge_engine(reference, shrunk, rules=ENGINE_RULES["int8"])
+    assert not verdict["passed"] and verdict["matched"] < 0.5
+    nudged = _detections()
+    nudged["boxes"][0, 3, 0] += 3.0
+    nudged["scores"][0, 5] -= 0.02
+    assert judge_engine(reference, nudged, rules=ENGINE_RULES["int8"])["passed"]
+
+
 def test_rknn_needs_its_interpreter(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--rknn-python"):
         TargetsConfig(rknn="rk3588")
