@@ -187,7 +187,7 @@ class RTDETRTransformerv2(nn.Module):
     def set_eval_size(self, eval_size: tuple[int, int]) -> None:
         """Precompute the anchors (stored as buffers, as the official model does) for ``(height, width)`` inputs."""
         device = self.input_proj[0][0].weight.device
-        anchors, valid_mask = self.generate_anchors(self._level_shapes(eval_size), device=device)
+        anchors, valid_mask = self.generate_anchors(self.level_shapes(eval_size), device=device)
         self.eval_size = tuple(eval_size)
         self.register_buffer("anchors", anchors)
         self.register_buffer("valid_mask", valid_mask)
@@ -207,7 +207,8 @@ class RTDETRTransformerv2(nn.Module):
         for proj in self.input_proj:
             nn.init.xavier_uniform_(proj[0].weight)
 
-    def _level_shapes(self, size: tuple[int, int]) -> list[tuple[int, int]]:
+    def level_shapes(self, size: tuple[int, int]) -> list[tuple[int, int]]:
+        """``(H, W)`` of each memory level for ``(height, width)`` inputs."""
         return [(size[0] // s, size[1] // s) for s in self.feat_strides]
 
     def generate_anchors(
@@ -231,11 +232,12 @@ class RTDETRTransformerv2(nn.Module):
         return torch.where(valid_mask, anchors, torch.inf), valid_mask
 
     def _anchors_for(self, spatial_shapes: list[tuple[int, int]], device: torch.device) -> tuple[torch.Tensor, ...]:
-        if not self.training and self.eval_size is not None and spatial_shapes == self._level_shapes(self.eval_size):
+        if not self.training and self.eval_size is not None and spatial_shapes == self.level_shapes(self.eval_size):
             return self.anchors, self.valid_mask
         return self.generate_anchors(spatial_shapes, device=device)
 
-    def _flatten_memory(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    def flatten_memory(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """The encoder maps projected and flattened: ``memory [B, L, D]`` and the ``(H, W)`` of each level."""
         projected = [proj(feat) for proj, feat in zip(self.input_proj, feats, strict=False)]
         spatial_shapes = [(int(f.shape[2]), int(f.shape[3])) for f in projected]
         # Levels are joined channel-first and transposed once: a per-level ``[B, H*W, D]`` transpose is square when
@@ -279,7 +281,7 @@ class RTDETRTransformerv2(nn.Module):
         In training (with ``targets``: per image ``labels`` and cxcywh ``boxes``), also ``aux_outputs``,
         ``enc_aux_outputs`` and, with denoising, ``dn_aux_outputs`` and ``dn_meta``.
         """
-        memory, spatial_shapes = self._flatten_memory(feats)
+        memory, spatial_shapes = self.flatten_memory(feats)
         content, enc_boxes_unact, enc_logits = self._select_queries(memory, spatial_shapes)
         ref_boxes_unact = enc_boxes_unact.detach()
 
