@@ -10,7 +10,8 @@
 
 A *variant* names one of these graphs; its precision is what the model's metadata records (``int8`` for both
 INT8 variants). The OpenVINO variants (``openvino-fp32``, ``openvino-bf16``, ``openvino-int8``) are
-``OPENVINO_VARIANTS``. Checkpoints are ``.pth`` and ``.safetensors`` files and transformers model folders (a
+``OPENVINO_VARIANTS``. ``rtdetr-export --ncnn`` writes a folder, ``best.ncnn/``, that opens like a model file.
+Checkpoints are ``.pth`` and ``.safetensors`` files and transformers model folders (a
 folder with a ``config.json``, written by ``save_pretrained``). Which backend opens which file is the runtime's
 backend registry (``runtime.registry``).
 """
@@ -25,8 +26,10 @@ __all__ = [
     "MODEL_SUFFIXES",
     "OPENVINO_PRECISIONS",
     "OPENVINO_VARIANTS",
+    "ENGINE_FOLDER_SUFFIXES",
     "VARIANTS",
     "engine_path",
+    "is_engine_folder",
     "is_checkpoint",
     "is_model_folder",
     "onnx_path",
@@ -45,7 +48,9 @@ VARIANTS: dict[str, str] = {"fp32": "", "fp16": ".fp16", "int8": ".int8", "int8-
 OPENVINO_PRECISIONS = ("fp32", "bf16", "int8")
 OPENVINO_VARIANTS: dict[str, str] = {f"openvino-{precision}": precision for precision in OPENVINO_PRECISIONS}
 # Suffixes of model files (lower case): exported graphs, engines and IRs, and checkpoints.
-MODEL_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors", ".xml", ".mnn", ".tflite", ".rknn")
+MODEL_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors", ".xml", ".mnn", ".tflite", ".rknn", ".ncnn")
+# Suffixes of engines written as a folder of files (``best.ncnn/``: ncnn's two graphs, anchors and the sidecar).
+ENGINE_FOLDER_SUFFIXES = (".ncnn",)
 # The file that makes a folder a model: transformers' save_pretrained writes it beside the weights.
 MODEL_FOLDER_FILE = "config.json"
 # Longest tags first, so that "best.int8-cpu" is not read as "best.int8" plus "-cpu".
@@ -101,8 +106,9 @@ def openvino_path(folder: str | os.PathLike[str], stem: str, precision: str) -> 
     return Path(folder) / f"{stem}.openvino-{precision}.xml"
 
 
-# Third-party engine (``rtdetr-export --mnn/--tflite/--rknn``) -> suffix of its file; each has a ``.json`` sidecar.
-TARGET_SUFFIXES: dict[str, str] = {"mnn": ".mnn", "litert": ".tflite", "rknn": ".rknn"}
+# Third-party engine (``rtdetr-export --mnn/--tflite/--rknn/--ncnn``) -> suffix of its file, or of its folder
+# (``ENGINE_FOLDER_SUFFIXES``); each has a JSON sidecar (``runtime.engine_sidecar``).
+TARGET_SUFFIXES: dict[str, str] = {"mnn": ".mnn", "litert": ".tflite", "rknn": ".rknn", "ncnn": ".ncnn"}
 
 
 def target_path(folder: str | os.PathLike[str], stem: str, target: str, tag: str = "") -> Path:
@@ -126,6 +132,11 @@ def report_path(folder: str | os.PathLike[str], stem: str) -> Path:
 def is_model_folder(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a folder holding ``config.json`` (a transformers ``save_pretrained`` folder)."""
     return Path(path).is_dir() and (Path(path) / MODEL_FOLDER_FILE).is_file()
+
+
+def is_engine_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names an engine written as a folder (``best.ncnn``), by its suffix alone."""
+    return Path(path).suffix.lower() in ENGINE_FOLDER_SUFFIXES
 
 
 def is_checkpoint(path: str | os.PathLike[str]) -> bool:

@@ -1,5 +1,8 @@
 """The JSON sidecar beside a third-party engine file (``.mnn``, ``.tflite``, ``.rknn``): the model's metadata.
 
+An engine written as a folder (``best.ncnn/``, ``artifacts.ENGINE_FOLDER_SUFFIXES``) holds its sidecar inside,
+as ``model.json``.
+
 These formats have no place for the ONNX ``metadata_props`` that the runtime reads (input size, classes,
 preprocessing, top-k), so the exporter writes them beside the engine as ``<engine file>.json``::
 
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import is_engine_folder
 from ..atomic import atomic_path
 from ..errors import ModelFileError
 from ..metadata import ModelMetadata
@@ -25,11 +29,14 @@ from .tensors import TensorSpec
 __all__ = ["deploy_specs", "engine_sidecar_path", "read_engine_sidecar", "write_engine_sidecar"]
 
 SIDECAR_SUFFIX = ".json"
+FOLDER_SIDECAR = "model.json"
 
 
 def engine_sidecar_path(path: str | os.PathLike[str]) -> Path:
-    """``model.mnn`` -> ``model.mnn.json``."""
+    """``model.mnn`` -> ``model.mnn.json``; an engine folder ``model.ncnn`` -> ``model.ncnn/model.json``."""
     path = Path(path)
+    if is_engine_folder(path):
+        return path / FOLDER_SIDECAR
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
@@ -52,13 +59,13 @@ def read_engine_sidecar(path: str | os.PathLike[str], *, engine: str) -> tuple[M
         ModelFileError: a sidecar that is not ours, names another engine, or holds bad metadata.
     """
     path = Path(path)
-    if not path.is_file():
+    folder = is_engine_folder(path)
+    if not (path.is_dir() if folder else path.is_file()):
         raise FileNotFoundError(f"model not found: {path}")
     sidecar = engine_sidecar_path(path)
     if not sidecar.is_file():
-        raise FileNotFoundError(
-            f"metadata of {path.name} not found: {sidecar} (rtdetr-export writes it beside the engine file)"
-        )
+        where = "into the engine folder" if folder else "beside the engine file"
+        raise FileNotFoundError(f"metadata of {path.name} not found: {sidecar} (rtdetr-export writes it {where})")
     try:
         record = json.loads(sidecar.read_text())
         if not isinstance(record, dict) or not isinstance(record.get("metadata"), dict):

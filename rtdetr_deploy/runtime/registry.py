@@ -17,10 +17,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import MODEL_FOLDER_FILE, MODEL_SUFFIXES, is_model_folder
+from ..artifacts import MODEL_FOLDER_FILE, MODEL_SUFFIXES, is_engine_folder, is_model_folder
 from .backend import Backend
 from .litert_backend import LiteRtBackend
 from .mnn_backend import MnnBackend
+from .ncnn_backend import NcnnBackend
 from .onnxruntime_backend import OrtBackend
 from .opencv_backend import OpenCvBackend
 from .openvino_backend import OpenVinoBackend
@@ -113,6 +114,7 @@ REGISTRY: tuple[BackendEntry, ...] = _checked(
         BackendEntry("mnn", MnnBackend, (".mnn",), "MNN", "mnn"),
         BackendEntry("litert", LiteRtBackend, (".tflite",), "ai_edge_litert", "litert"),
         BackendEntry("rknn", RknnBackend, (".rknn",), "rknnlite", None, package="rknn-toolkit-lite2", board=True),
+        BackendEntry("ncnn", NcnnBackend, (".ncnn",), "ncnn", "ncnn"),
     )
 )
 
@@ -163,7 +165,7 @@ def backend_name_for(path: str | os.PathLike[str]) -> str:
         ValueError: a suffix no backend opens (with a close-match hint), or a folder without ``config.json``.
     """
     suffixes = _suffixes()
-    if Path(path).is_dir():
+    if Path(path).is_dir() and not is_engine_folder(path):
         folder_backends = [entry.name for entry in REGISTRY if entry.folders]
         if is_model_folder(path) and folder_backends:
             return folder_backends[0]
@@ -188,7 +190,8 @@ def open_backend(model: str | os.PathLike[str], *, backend: str = AUTO, device: 
 
     Args:
         model: a model file (``.onnx``, ``.engine`` with its ``.json`` sidecar, OpenVINO ``.xml`` with its ``.bin``,
-            ``.pth``, ``.safetensors``) or a transformers ``save_pretrained`` folder (with ``config.json``).
+            ``.pth``, ``.safetensors``), an engine folder (``.ncnn``) or a transformers ``save_pretrained`` folder
+            (with ``config.json``).
         backend: ``"auto"`` or a name in ``backend_names()``.
         device: ``"cpu"``, ``"cuda:N"``, or ``None`` for the backend's default (TensorRT ``cuda:0``, others ``cpu``).
 
@@ -200,7 +203,7 @@ def open_backend(model: str | os.PathLike[str], *, backend: str = AUTO, device: 
     path = Path(model)
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
-    if path.is_dir() and not is_model_folder(path):
+    if path.is_dir() and not (is_model_folder(path) or is_engine_folder(path)):
         raise ValueError(
             f"model must be a file ({', '.join(_suffixes())}) or a transformers model folder with config.json, "
             f"got the folder {path}"
