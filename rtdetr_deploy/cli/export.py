@@ -20,6 +20,7 @@ from ..export.config import (
 )
 from ..export.gates import DEFAULT_MAX_AP_DROP
 from ..export.target_config import (
+    NCNN_PYTHON_ENV,
     ONNX2TF_PYTHON_ENV,
     RKNN_PLATFORMS,
     RKNN_PRECISIONS,
@@ -183,6 +184,20 @@ def _add_target_flags(parser: argparse.ArgumentParser) -> None:
         help=f"interpreter that has rknn-toolkit2 (default: ${RKNN_PYTHON_ENV})",
     )
 
+    parser.add_argument(
+        "--ncnn",
+        action="store_true",
+        help="also write the NAME.ncnn folder (FP32; needs --sampling bilinear) with pnnx, verified in ncnn; needs "
+        "'rtdetr-deploy[ncnn]'",
+    )
+    parser.add_argument(
+        "--ncnn-python",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"interpreter that has pnnx (default: ${NCNN_PYTHON_ENV})",
+    )
+
 
 def _targets(args: argparse.Namespace) -> TargetsConfig:
     return TargetsConfig(
@@ -192,6 +207,8 @@ def _targets(args: argparse.Namespace) -> TargetsConfig:
         rknn=args.rknn,
         rknn_precision=args.rknn_precision,
         rknn_python=interpreter_from(args.rknn_python, RKNN_PYTHON_ENV) if args.rknn is not None else None,
+        ncnn=args.ncnn,
+        ncnn_python=interpreter_from(args.ncnn_python, NCNN_PYTHON_ENV) if args.ncnn else None,
     )
 
 
@@ -293,6 +310,8 @@ def _export(args: argparse.Namespace) -> int:
         _require("MNN")
     if config.targets.tflite:
         _require("ai_edge_litert")
+    if config.targets.ncnn:
+        _require("ncnn")
     from ..export.pipeline import export
 
     result = export(config)

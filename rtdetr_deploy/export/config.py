@@ -68,7 +68,8 @@ class ExportConfig:
             more than a small share of their accuracy (``export.swap``) instead of warning.
         names: class names and original category ids to record instead of the checkpoint's (``--names``); their
             count must be the model's.
-        targets: third-party engines (MNN, LiteRT, RKNN) to convert the verified ONNX to (``export.targets``).
+        targets: third-party engines (MNN, LiteRT, RKNN, ncnn) to convert the verified ONNX (ncnn: the model) to
+            (``export.targets``).
         gelu: how the graph computes the encoder's GELU (``metadata.GELU_FORMS``): ``"erf"`` (ONNX Erf, as
             trained), ``"poly"`` (Erf-free, verified against the Erf model) or ``"tanh"`` (the tanh approximation,
             verified against itself; its accuracy cost is the user's to measure, e.g. with ``eval_data``).
@@ -127,7 +128,11 @@ class ExportConfig:
                 "--fuse-preprocess"
             )
         if self.outputs == "raw" and self.targets.any:
-            raise ValueError("--mnn, --tflite and --rknn convert the detections graph: leave out --outputs raw")
+            raise ValueError("--mnn, --tflite, --rknn and --ncnn convert the detections graph: leave out --outputs raw")
+        if self.targets.ncnn and self.sampling != "bilinear":
+            raise ValueError(
+                "--ncnn needs --sampling bilinear: ncnn has no GatherElements layer for the discrete sampling"
+            )
         if self.imgsz is not None:
             if len(self.imgsz) != 2 or any(s <= 0 or s % 32 for s in self.imgsz):
                 raise ValueError(f"--imgsz must be positive multiples of 32, got {self.imgsz}")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..artifacts import openvino_weights_path
+from ..artifacts import is_engine_folder, openvino_weights_path
 from ..runtime.engine_sidecar import engine_sidecar_path
 
 __all__ = ["ExportFiles"]
@@ -24,8 +24,8 @@ class ExportFiles:
         fused: graph name -> its fused-preprocessing ``.fused.onnx``.
         unsimplified: the graph as traced (``--keep-unsimplified``).
         engine: the TensorRT engine; engine_sidecar: its ``.json``.
-        targets: third-party engine (``mnn``, ``litert``, ``rknn-<platform>-<precision>``) -> its file (its JSON
-            sidecar beside it, ``runtime.engine_sidecar``).
+        targets: third-party engine (``mnn``, ``litert``, ``rknn-<platform>-<precision>``, ``ncnn``) -> its file or
+            folder (its JSON sidecar beside it or inside, ``runtime.engine_sidecar``).
     """
 
     onnx: Path
@@ -62,7 +62,12 @@ class ExportFiles:
     def paths(self) -> tuple[Path, ...]:
         """Every file, sorted by name, the engine and its sidecar last (as they are written last)."""
         irs = [path for xml in self.openvino.values() for path in (xml, openvino_weights_path(xml))]
-        engines = [path for target in self.targets.values() for path in (target, engine_sidecar_path(target))]
+        # An engine folder (``.ncnn``) holds its sidecar; the other engines have it beside them.
+        engines = [
+            path
+            for target in self.targets.values()
+            for path in ((target,) if is_engine_folder(target) else (target, engine_sidecar_path(target)))
+        ]
         graphs = [self.onnx, self.report, *self.variants.values(), *irs, *self.fused.values(), self.unsimplified]
         graphs += engines
         engine = [path for path in (self.engine, self.engine_sidecar) if path is not None]

@@ -38,6 +38,7 @@ __all__ = [
     "export_probe",
     "op_census",
     "strip_probe",
+    "trace_graph",
 ]
 
 
@@ -130,6 +131,38 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
         return onnxslim.slim(model)
     except Exception as exc:  # onnxslim raises assorted types; any failure is an export failure
         raise ExportError(f"onnxslim failed to simplify the graph: {exc}") from None
+
+
+def trace_graph(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    *,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    sampling: str,
+    opset: int = 17,
+) -> Path:
+    """Trace a graph other than the probe (the split graphs of ``export.split_graphs``) as the probe is traced:
+    fixed batch, checked, simplified with onnxslim, BOOL constants as floats, checked again; no metadata."""
+    with tempfile.TemporaryDirectory() as tmp:
+        traced_path = Path(tmp) / "traced.onnx"
+        _trace(
+            module,
+            args,
+            traced_path,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic=False,
+            opset=opset,
+        )
+        traced = onnx.load(str(traced_path))
+    check_onnx(traced, sampling=sampling)
+    final = float_conditions(_simplify(traced))
+    check_onnx(final, sampling=sampling)
+    with atomic_path(path) as tmp_path:
+        onnx.save(final, str(tmp_path))
+    return path
 
 
 def _set_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:

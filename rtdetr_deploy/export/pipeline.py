@@ -17,7 +17,7 @@ from pathlib import Path
 
 import onnx
 
-from ..artifacts import engine_path, onnx_path, precision_of_variant, report_path
+from ..artifacts import engine_path, is_engine_folder, onnx_path, precision_of_variant, report_path
 from ..atomic import atomic_path
 from ..checksum import source_sha256
 from ..contract import OUTPUT_NAMES, RAW_OUTPUT_NAMES
@@ -33,6 +33,7 @@ from .ap_gates import accuracy_gates, int8_sensitivity_table
 from .config import ExportConfig
 from .files import ExportFiles
 from .gates import TOLERANCES, VARIANT_RULES
+from .ncnn import replace_folder
 from .onnx_export import Probe, export_probe, op_census, strip_probe
 from .refusal import drop_refused, refusal_message, refused_variants
 from .report import AccuracyReport, ExportReport, SwapReport, VariantReport, VerificationReport
@@ -145,7 +146,7 @@ def export(config: ExportConfig, *, verbose: bool = True) -> ExportResult:
         swap = sampling_swap_report(model, judged, input_size=metadata.input_size)
         variants = _write_variants(config, probe, staging, stem, judged, steps)
         irs = _write_openvino(config, probe, staging, stem, judged, steps)
-        targets = _write_targets(config, files.onnx, staging, stem, images, steps)
+        targets = _write_targets(config, model, files.onnx, staging, stem, images, steps)
         files = replace(
             files,
             variants={variant: path for variant, (path, _) in variants.items()},
@@ -217,7 +218,7 @@ def _trace(
 
 
 def _write_targets(
-    config: ExportConfig, deploy: Path, staging: Path, stem: str, images: list, steps: Steps
+    config: ExportConfig, model: RTDETR, deploy: Path, staging: Path, stem: str, images: list, steps: Steps
 ) -> dict[str, dict[str, object]] | None:
     """Convert the verified FP32 graph to the third-party engines ``config.targets`` names (``export.targets``) and
     verify each; ``{target: report}``, or ``None`` when none is asked for."""
@@ -234,6 +235,7 @@ def _write_targets(
         step=steps.step,
         calib=config.calib,
         calib_images=config.calib_images,
+        model=model,
     )
 
 
@@ -373,11 +375,15 @@ def _build_engine(config: ExportConfig, stem: str) -> Path:
 
 
 def _publish(staging: Path, out_dir: Path) -> list[Path]:
-    """Move every staged file (not the probes) into ``out_dir`` (same file system: each move is an atomic rename)."""
+    """Move every staged file and engine folder (not the probes) into ``out_dir`` (same file system: each move is an
+    atomic rename)."""
     published = []
     for path in sorted(staging.iterdir()):
+        target = out_dir / path.name
         if path.is_file():
-            target = out_dir / path.name
             shutil.move(str(path), str(target))
+            published.append(target)
+        elif is_engine_folder(path):
+            replace_folder(path, target)
             published.append(target)
     return published

@@ -1,11 +1,12 @@
-"""Third-party engines written beside the verified ONNX (MNN, LiteRT, RKNN), each verified against it.
+"""Third-party engines written beside the verified ONNX (MNN, LiteRT, RKNN, ncnn), each verified against it.
 
-Each target converts the published FP32 ONNX (``export.mnn``, ``export.litert``, ``export.rknn``), gets the JSON
-sidecar of the runtime (``runtime.engine_sidecar``: the ONNX's metadata with the engine's precision), and is run
-on the verification images: MNN and LiteRT through their runtime backends on this CPU, RKNN in rknn-toolkit2's
-simulator. Its detections are judged against ONNX Runtime's on the same inputs (``judge_engine``): FP32 engines
-by the FP32 rules (top detections' scores within 1e-3, boxes within 1 px), RKNN FP16 within 0.1 and 4 px, RKNN
-INT8 by the INT8 rules.
+Each target converts the published FP32 ONNX (``export.mnn``, ``export.litert``, ``export.rknn``) or, for ncnn,
+the model itself as two graphs around its query selection (``export.ncnn``), gets the JSON sidecar of the runtime
+(``runtime.engine_sidecar``: the ONNX's metadata with the engine's precision), and is run on the verification
+images: MNN, LiteRT and ncnn through their runtime backends on this CPU, RKNN in rknn-toolkit2's simulator. Its
+detections are judged against ONNX Runtime's on the same inputs (``judge_engine``): FP32 engines by the FP32 rules
+(top detections' scores within 1e-3, boxes within 1 px), RKNN FP16 within 0.1 and 4 px, RKNN INT8 by the INT8
+rules.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +31,9 @@ from .gates import VARIANT_RULES
 from .graphs import run_graph, run_in_chunks
 from .onnx_export import OUTPUT_NAMES
 from .target_config import TargetsConfig
+
+if TYPE_CHECKING:
+    from ..models.rtdetr import RTDETR
 
 __all__ = ["ENGINE_RULES", "EngineRules", "convert_target", "judge_engine", "write_targets"]
 
@@ -126,6 +131,20 @@ def _litert(config: TargetsConfig, deploy: Path, out: Path, metadata: ModelMetad
     return _run_backend(LiteRtBackend, out, *inputs), record, "fp32"
 
 
+def _ncnn_builder(model: RTDETR | None) -> Callable:
+    def convert(config: TargetsConfig, deploy: Path, out: Path, metadata: ModelMetadata, inputs: tuple) -> tuple:
+        from ..runtime.ncnn_backend import NcnnBackend
+        from .ncnn import convert_ncnn
+
+        if model is None:
+            raise ValueError("the ncnn target converts the model itself: pass the model")
+        python = config.ncnn_python
+        record = convert_ncnn(model, out, python=python, metadata=metadata)  # type: ignore[arg-type] - required
+        return _run_backend(NcnnBackend, out, *inputs), record, "fp32"
+
+    return convert
+
+
 def _rknn_builder(calibration: tuple | None) -> Callable:
     def build(config: TargetsConfig, deploy: Path, out: Path, metadata: ModelMetadata, inputs: tuple) -> tuple:
         from .rknn import build_rknn
@@ -157,16 +176,17 @@ def convert_target(
     inputs: tuple[np.ndarray, np.ndarray],
     *,
     calibration: tuple[np.ndarray, np.ndarray] | None = None,
+    model: RTDETR | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, object], str]:
-    """Convert ``deploy`` to the engine file ``out`` (``target``: ``mnn``, ``litert`` or ``rknn``), write its sidecar
-    and run it on ``inputs`` (preprocessed ``images``, ``orig_target_sizes``): on this CPU, or for RKNN in the
-    toolkit's simulator.
+    """Convert ``deploy`` to the engine file ``out`` (``target``: ``mnn``, ``litert``, ``rknn`` or ``ncnn``, which
+    converts ``model``, the model ``deploy`` was traced from), write its sidecar and run it on ``inputs``
+    (preprocessed ``images``, ``orig_target_sizes``): on this CPU, or for RKNN in the toolkit's simulator.
 
     Returns:
         The engine's ``labels``/``boxes``/``scores`` on ``inputs``, the conversion record, and the precision the
         engine computes in (``fp32``, ``fp16``, ``int8``).
     """
-    converters = {"mnn": _mnn, "litert": _litert, "rknn": _rknn_builder(calibration)}
+    converters = {"mnn": _mnn, "litert": _litert, "rknn": _rknn_builder(calibration), "ncnn": _ncnn_builder(model)}
     if target not in converters:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(converters)}")
     return converters[target](config, deploy, out, read_onnx_metadata(deploy), inputs)
@@ -182,12 +202,14 @@ def write_targets(
     step: Callable[..., AbstractContextManager[dict[str, str]]],
     calib: Path | None = None,
     calib_images: int = 100,
+    model: RTDETR | None = None,
 ) -> dict[str, dict[str, object]]:
     """Convert the verified ``deploy`` ONNX to every engine ``config`` asks for, into ``staging``, and verify each.
 
     Args:
         step: the pipeline's step timer (``step(name) -> note``).
         calib: folder of calibration images (RKNN INT8), of which the first ``calib_images`` are used.
+        model: the model ``deploy`` was traced from (ncnn converts it, not the ONNX).
 
     Returns:
         ``{target: report}``; each report names its ``file`` and ``sidecar`` and holds the conversion record and
@@ -198,7 +220,9 @@ def write_targets(
     """
     metadata = read_onnx_metadata(deploy)
     if metadata.batch != (1, 1, 1):
-        raise ValueError(f"--mnn/--tflite/--rknn export a fixed batch of 1, got the batch range {metadata.batch}")
+        raise ValueError(
+            f"--mnn/--tflite/--rknn/--ncnn export a fixed batch of 1, got the batch range {metadata.batch}"
+        )
     inputs = preprocess(images, input_size=metadata.input_size, preprocessing=metadata.preprocessing)
     reference = run_graph(deploy, *inputs, batch=metadata.batch)
     jobs: list[tuple[str, Path, Callable]] = []
@@ -219,12 +243,15 @@ def write_targets(
             )
         tag = f"{config.rknn}-{config.rknn_precision}"
         jobs.append((f"rknn-{tag}", target_path(staging, stem, "rknn", tag), _rknn_builder(calibration)))
+    if config.ncnn:
+        jobs.append(("ncnn", target_path(staging, stem, "ncnn"), _ncnn_builder(model)))
     reports: dict[str, dict[str, object]] = {}
     for name, out, convert in jobs:
         with step(name) as note:
             outputs, record, precision = convert(config, deploy, out, metadata, inputs)
             verdict = judge_engine(reference, outputs, rules=ENGINE_RULES[precision])
-            reports[name] = {"file": out.name, "sidecar": engine_sidecar_path(out).name, **record, **verdict}
+            sidecar = engine_sidecar_path(out).relative_to(out.parent).as_posix()
+            reports[name] = {"file": out.name, "sidecar": sidecar, **record, **verdict}
             note["detail"] = f"{out.name}: " + ("agrees with ONNX Runtime" if verdict["passed"] else "FAILED")
         if not verdict["passed"]:
             raise ExportError(f"{name} ({out.name}) differs from ONNX Runtime: " + "; ".join(verdict["failures"]))
