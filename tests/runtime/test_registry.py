@@ -11,6 +11,7 @@ from rtdetr_deploy.runtime import OpenVinoBackend, OrtBackend, TorchBackend, Trt
 from rtdetr_deploy.runtime.config import RuntimeConfig
 from rtdetr_deploy.runtime.litert_backend import LiteRtBackend
 from rtdetr_deploy.runtime.mnn_backend import MnnBackend
+from rtdetr_deploy.runtime.ncnn_backend import NcnnBackend
 from rtdetr_deploy.runtime.registry import (
     BACKEND_CHOICES,
     REGISTRY,
@@ -33,6 +34,7 @@ def test_each_model_suffix_has_its_default_backend(tmp_path: Path) -> None:
         "a.mnn": MnnBackend,
         "a.tflite": LiteRtBackend,
         "a.rk3588-fp16.rknn": RknnBackend,
+        "a.ncnn": NcnnBackend,
     }
     for name, cls in expected.items():
         assert backend_class(backend_name_for(tmp_path / name)) is cls, name
@@ -45,7 +47,7 @@ def test_each_model_suffix_has_its_default_backend(tmp_path: Path) -> None:
 
 
 def test_names_are_checked_in_one_place() -> None:
-    names = ("onnxruntime", "tensorrt", "torch", "openvino", "opencv", "mnn", "litert", "rknn")
+    names = ("onnxruntime", "tensorrt", "torch", "openvino", "opencv", "mnn", "litert", "rknn", "ncnn")
     assert BACKEND_CHOICES == ("auto", *names)
     assert check_backend_name("openvino") == "openvino"
     with pytest.raises(ValueError, match="did you mean 'tensorrt'"):
