@@ -169,3 +169,69 @@ def test_where_zero_as_mul_is_exact() -> None:
     (y,) = ort.InferenceSession(model.SerializeToString()).run(None, {"mask": mask, "x": x})
     np.testing.assert_array_equal(y, expected)
     np.testing.assert_array_equal(y, np.where(mask, x, 0))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ncnn"], "--ncnn-python PATH or set RTDETR_NCNN_PYTHON"),
+        (["--ncnn", "--ncnn-python", "/nonexistent/python"], "no interpreter"),
+        (["--ncnn", "--ncnn-python", sys.executable], "--ncnn needs --sampling bilinear"),
+        (["--ncnn", "--ncnn-python", sys.executable, "--sampling", "bilinear", "--outputs", "raw"], "--outputs raw"),
+    ],
+)
+def test_cli_rejects_bad_ncnn_flags(tmp_path: Path, capsys, monkeypatch, flags, message) -> None:  # noqa: ANN001
+    from rtdetr_deploy.cli.export import main
+
+    monkeypatch.delenv("RTDETR_NCNN_PYTHON", raising=False)
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    assert main([str(weights), "-o", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.startswith("rtdetr-export: error:") and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pth"]
+
+
+def test_ncnn_interpreter_from_the_environment(monkeypatch) -> None:  # noqa: ANN001
+    from rtdetr_deploy.cli.export import build_parser, config_from_args
+
+    monkeypatch.setenv("RTDETR_NCNN_PYTHON", sys.executable)
+    args = build_parser().parse_args(["w.pth", "--ncnn", "--sampling", "bilinear"])
+    assert config_from_args(args).targets.ncnn_python == Path(sys.executable)
+
+
+def test_param_census_finds_unconverted_operators_and_reductions_over_no_axis(tmp_path: Path) -> None:
+    from rtdetr_deploy.export.ncnn import param_census
+
+    param = tmp_path / "graph.ncnn.param"
+    param.write_text(
+        "7767517\n5 6\n"
+        "Input in0 0 1 in0\n"
+        "Reduction sum_ok 1 1 in0 a 0=0 1=0 -23303=1,1 4=1\n"
+        "Reduction sum_all 1 1 a b 0=0 1=1 -23303=0\n"
+        "Reduction sum_copy 1 1 b c 0=0 1=0 -23303=0 4=1\n"
+        "Tensor.reshape reshape_0 1 1 c out0 shape=(1,2,3,4,5)\n"
+    )
+    census = param_census(param)
+    assert census.layers == {"Input": 1, "Reduction": 3, "Tensor.reshape": 1}
+    assert census.unconverted == ("Tensor.reshape",)
+    assert census.broken == ("sum_copy",)
+
+
+def test_ncnn_conversion_names_a_missing_pnnx(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from rtdetr_deploy.export.ncnn import convert_ncnn
+    from rtdetr_deploy.metadata import ModelMetadata
+    from rtdetr_deploy.models.checkpoint import load_model
+
+    weights = Path(__file__).parents[2] / "rtdetr_deploy" / "data" / "weights" / "tiny_synthetic.pth"
+    model = load_model(weights, sampling="bilinear").set_eval_size((256, 256))
+    metadata = ModelMetadata(
+        preset="tiny", input_size=(256, 256), class_names=("a",) * 5, category_ids=tuple(range(5)), topk=50
+    )
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'pnnx'\" >&2\nexit 1\n")
+    python.chmod(0o755)
+    with pytest.raises(ExportError, match=f"pnnx is not installed in {python}"):
+        convert_ncnn(model, tmp_path / "m.ncnn", python=python, metadata=metadata)
+    assert not (tmp_path / "m.ncnn").exists()
