@@ -4,13 +4,15 @@ For each model (the shipped trained tiny; ``--models tiny,r18`` adds the officia
 of docs/frontier.md with ``--r18-reference DIR``, else random weights) and each sampling (discrete, bilinear), with
 the weights trained (or fine-tuned) for that sampling, exports the verified ONNX with the project's exporter, then
 converts it to every target (``export.targets.convert_target``: MNN, LiteRT via onnx2tf, RKNN rk3588 FP16 in
-rknn-toolkit2's simulator) and records, per target: whether it converts (else the converter's error), whether it
-runs, the largest difference of its decided top-20 detections to PyTorch's (score, box px) on the verification
-images, the COCO AP on the synthetic validation split and its difference to ONNX Runtime's (trained weights only), and
-the p50 latency of ``Backend.infer`` on one preprocessed image on this CPU (none for the simulator). ONNX
-Runtime's own row is the reference. Nothing in the table is typed by hand; the machine is recorded.
+rknn-toolkit2's simulator, ncnn via pnnx from the model itself, bilinear only) and records, per target: whether it
+converts (else the converter's error), whether it runs, the largest difference of its decided top-20 detections to
+PyTorch's (score, box px) on the verification images, the COCO AP on the synthetic validation split and its
+difference to ONNX Runtime's (trained weights only), and the p50 latency of ``Backend.infer`` on one preprocessed
+image on this CPU (none for the simulator). ONNX Runtime's own row is the reference. Nothing in the table is typed
+by hand; the machine is recorded.
 
-    python benchmarks/targets.py --onnx2tf-python ENV/onnx2tf/bin/python --rknn-python ENV/rknn/bin/python
+    python benchmarks/targets.py --onnx2tf-python ENV/onnx2tf/bin/python --rknn-python ENV/rknn/bin/python \
+        --ncnn-python ENV/pnnx/bin/python
     python benchmarks/targets.py --models tiny,r18 --r18-reference runs/r18_reference ...   # docs/targets.md
     python benchmarks/targets.py --targets mnn --runs 5          # a quick run without the separate interpreters
 """
@@ -54,6 +56,7 @@ TARGET_FILES = {
     "mnn": "model.mnn",
     "litert": "model.tflite",
     "rknn": "model.rk3588-fp16.rknn",
+    "ncnn": "model.ncnn",
 }
 OUTPUTS = ("labels", "boxes", "scores")
 
@@ -170,6 +173,29 @@ reach the last pixels ran with the float index too, so it does not show the faul
 """
 
 
+NCNN = """
+### ncnn (`.ncnn` folder, backend `ncnn`)
+```
+python3 -m venv /opt/pnnx && /opt/pnnx/bin/pip install pnnx     # ncnn's converter, with a torch of its own
+pip install 'rtdetr-deploy[ncnn]'            # the runtime (ncnn) in the project's environment
+rtdetr-export best.pth --sampling bilinear --ncnn --ncnn-python /opt/pnnx/bin/python   # or RTDETR_NCNN_PYTHON
+rtdetr-infer images/ --model best.ncnn
+```
+ncnn has no TopK or GatherElements layer, so the published ONNX does not convert. `--ncnn` traces the model again
+as two graphs around its query selection and converts each with pnnx (run in its own interpreter): the encoder
+(`images` -> memory, output memory and each position's best class logit) and the decoder (the selected queries,
+their anchors and the memory -> raw logits and cxcywh boxes). The `ncnn` backend runs the encoder, selects the
+queries on the host in numpy, runs the decoder and takes the top-k on the host, as for an `--outputs raw` graph.
+`best.ncnn/` holds both graphs (`.param`/`.bin`), the anchors (`anchors.npy`) and the sidecar (`model.json`).
+The decoder's deformable attention is rewritten per head (one `GridSample` per head and level, no tensor above
+rank 4, the weighted sum as a MatMul) because pnnx maps the model's form wrongly for ncnn; the export fails if
+pnnx leaves an operator unconverted or writes a `Reduction` over no axis (its form of a `ReduceSum`, which ncnn
+computes as a copy). Bilinear sampling only: the discrete sampling gathers with `GatherElements`, so `--ncnn`
+without `--sampling bilinear` is refused (the discrete rows above say "not applicable"). The backend runs FP32
+(ncnn's FP16/BF16 paths off) with ncnn's default thread count, batch 1.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="tiny", help="comma-separated: tiny, r18 (default: tiny)")
@@ -182,12 +208,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--targets",
-        default="mnn,litert,rknn",
-        help="comma-separated: mnn, litert, rknn (default: mnn,litert,rknn)",
+        default="mnn,litert,rknn,ncnn",
+        help="comma-separated: mnn, litert, rknn, ncnn (default: all four)",
     )
     parser.add_argument("--samplings", default="discrete,bilinear")
     parser.add_argument("--onnx2tf-python", type=Path, default=None, help="interpreter with onnx2tf (LiteRT)")
     parser.add_argument("--rknn-python", type=Path, default=None, help="interpreter with rknn-toolkit2 (RKNN)")
+    parser.add_argument("--ncnn-python", type=Path, default=None, help="interpreter with pnnx (ncnn)")
     parser.add_argument("--runs", type=int, default=20, help="timed inferences per engine (default: 20)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "targets.json")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "targets.md")
@@ -246,6 +273,12 @@ def _row(target: str, engine: Path, deploy: Path, ctx: dict[str, Any]) -> dict[s
     if target.startswith("rknn") and ctx["config"].rknn is None:
         row["error"] = "not measured: no --rknn-python"
         return row
+    if target == "ncnn" and ctx["sampling"] != "bilinear":
+        row["error"] = "not applicable: ncnn has no GatherElements layer (--ncnn needs --sampling bilinear)"
+        return row
+    if target == "ncnn" and not ctx["config"].ncnn:
+        row["error"] = "not measured: no --ncnn-python"
+        return row
     inputs, count = ctx["inputs"], len(ctx["inputs"][0])
     config = ctx["config"]
     if target == "rknn" and ctx["data"] is not None:  # one simulator run: verification images, then the val split
@@ -254,7 +287,8 @@ def _row(target: str, engine: Path, deploy: Path, ctx: dict[str, Any]) -> dict[s
         run_on = inputs
     try:
         start = time.perf_counter()
-        outputs, record, precision = convert_target(target, config, deploy, engine, run_on)
+        model = _bilinear_model(ctx) if target == "ncnn" else None
+        outputs, record, precision = convert_target(target, config, deploy, engine, run_on, model=model)
         row.update(converts=True, runs=True, precision=precision, conversion=record)
         row["convert_s"] = round(time.perf_counter() - start, 1)
     except Exception as exc:  # each converter's failure is a result of the matrix
@@ -278,6 +312,13 @@ def _row(target: str, engine: Path, deploy: Path, ctx: dict[str, Any]) -> dict[s
             feed = {"images": inputs[0][:1], "orig_target_sizes": inputs[1][:1]}
             row["p50_ms"] = _p50_ms(backend.infer, feed, ctx["runs"])
     return row
+
+
+def _bilinear_model(ctx: dict[str, Any]) -> Any:
+    """The case's checkpoint as the exporter loads it for ``--ncnn`` (bilinear sampling, the export's input size)."""
+    from rtdetr_deploy.models.checkpoint import load_model
+
+    return load_model(ctx["weights_path"], sampling="bilinear").set_eval_size(ctx["metadata"].input_size)
 
 
 def _pytorch(weights: Path, sampling: str, metadata: Any, inputs: tuple[np.ndarray, np.ndarray]) -> dict:
@@ -311,9 +352,10 @@ def _reference(model: str, sampling: str, folder: Path, args: argparse.Namespace
     ctx: dict[str, Any] = {"inputs": inputs, "torch": torch_outputs, "metadata": metadata, "runs": args.runs}
     ctx["data"] = data if trained else None
     ctx["weights"] = weights.name if model == "tiny" else ("trained" if trained else "random")
-    ctx["sampling"] = sampling
+    ctx["sampling"], ctx["weights_path"] = sampling, weights
     rknn = "rk3588" if args.rknn_python is not None else None
-    ctx["config"] = TargetsConfig(tflite_python=args.onnx2tf_python, rknn=rknn, rknn_python=args.rknn_python)
+    ncnn = {"ncnn": True, "ncnn_python": args.ncnn_python} if args.ncnn_python is not None else {}
+    ctx["config"] = TargetsConfig(tflite_python=args.onnx2tf_python, rknn=rknn, rknn_python=args.rknn_python, **ncnn)
     if ctx["data"] is not None:
         ort_row["AP"] = ctx["ort_ap"] = evaluate_model(deploy, data, progress=False).metrics["AP"]
         ort_row["dAP"] = 0.0
@@ -393,6 +435,7 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         *markdown_table(header, rows),
         USAGE,
+        NCNN,
     ]
     return "\n".join(lines)
 
