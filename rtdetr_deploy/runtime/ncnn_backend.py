@@ -78,14 +78,15 @@ class NcnnBackend(SidecarEngineBackend):
     suffix = ".ncnn"
 
     def __init__(
-        self, nets: tuple[Any, Any], anchors: np.ndarray, *, metadata: ModelMetadata, path: Path, version: str
+        self, ncnn: ModuleType, nets: tuple[Any, Any], anchors: np.ndarray, *, metadata: ModelMetadata, path: Path
     ) -> None:
         super().__init__(metadata=metadata, path=path)
+        self._ncnn = ncnn
         self._nets: tuple[Any, Any] | None = nets
         self._anchors = anchors
         self._queries = int(metadata.queries or 0)
         self._classes = len(metadata.class_names)
-        self.description = f"ncnn {version} (CPU, fp32; encoder + host query selection + decoder)"
+        self.description = f"ncnn {ncnn.__version__} (CPU, fp32; encoder + host query selection + decoder)"
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], *, device: str | None = None, threads: int = 0) -> NcnnBackend:
@@ -117,16 +118,15 @@ class NcnnBackend(SidecarEngineBackend):
             )
         ncnn = _import_ncnn()
         nets = (_load_net(ncnn, path, "encoder", threads), _load_net(ncnn, path, "decoder", threads))
-        backend = cls(nets, anchors.astype(np.float32), metadata=metadata, path=path, version=ncnn.__version__)
+        backend = cls(ncnn, nets, anchors.astype(np.float32), metadata=metadata, path=path)
         logger.info("ncnn: %s", backend.description)
         return backend
 
     def _run(self, net: Any, arrays: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
         """``net`` on ``arrays`` (blobs ``in0...``, no batch axis); its ``count`` outputs ``out0...`` as arrays."""
-        ncnn = _import_ncnn()
         with net.create_extractor() as extractor:
             for i, array in enumerate(arrays):
-                extractor.input(f"in{i}", ncnn.Mat(np.ascontiguousarray(array, dtype=np.float32)))
+                extractor.input(f"in{i}", self._ncnn.Mat(np.ascontiguousarray(array, dtype=np.float32)))
             outputs = []
             for i in range(count):
                 status, mat = extractor.extract(f"out{i}")
