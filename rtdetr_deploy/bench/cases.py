@@ -24,7 +24,7 @@ from .config import BenchConfig
 __all__ = ["Case", "plan_cases", "export_for_onnxruntime"]
 
 # Third-party engine files: their metadata is the JSON sidecar beside them (runtime.engine_sidecar).
-_SIDECAR_ENGINES = {".mnn": "mnn", ".tflite": "litert", ".rknn": "rknn"}
+_SIDECAR_ENGINES = {".mnn": "mnn", ".tflite": "litert", ".rknn": "rknn", ".ncnn": "ncnn"}
 TORCH_MAX_BATCH = 256
 
 

@@ -6,7 +6,7 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import MODEL_SUFFIXES, is_checkpoint, is_model_folder
+from ..artifacts import MODEL_SUFFIXES, is_checkpoint, is_engine_folder, is_model_folder
 from ..coco.names import ClassNames
 from ..contract import DEFAULT_SAMPLING, SAMPLING_METHODS
 from ..runtime.config import parse_device
@@ -30,7 +30,7 @@ SAMPLINGS = (DEFAULT_SAMPLING, *(m for m in SAMPLING_METHODS if m != DEFAULT_SAM
 CUDA_GRAPH_CHOICES = ("off", "on", "both")
 DEFAULT_ITERS = 50
 # What the bench plans: exported models and .pth checkpoints, and transformers model folders where a .pth goes.
-_BENCH_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors", ".mnn", ".tflite", ".rknn")
+_BENCH_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors", ".mnn", ".tflite", ".rknn", ".ncnn")
 _OPENVINO_SUFFIX = ".xml"
 
 
@@ -170,7 +170,8 @@ class BenchConfig:
 
     def check_files(self) -> None:
         """Raise ``FileNotFoundError`` for a missing model, video or calibration folder."""
-        if not Path(self.model).is_file() and not is_model_folder(self.model):
+        model = Path(self.model)
+        if not model.is_file() and not is_model_folder(model) and not (is_engine_folder(model) and model.is_dir()):
             raise FileNotFoundError(f"model not found: {self.model}")
         if self.video is not None and not Path(self.video).is_file():
             raise FileNotFoundError(f"video not found: {self.video}")

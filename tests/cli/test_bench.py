@@ -86,7 +86,7 @@ def test_missing_model_and_wrong_suffix(tmp_path: Path, capsys: pytest.CaptureFi
     text = tmp_path / "model.txt"
     text.write_text("x")
     code, line = _fails([text], capsys)
-    assert code == 2 and "expected a .onnx, .engine, .pth, .safetensors, .mnn, .tflite, .rknn file" in line
+    assert code == 2 and "expected a .onnx, .engine, .pth, .safetensors, .mnn, .tflite, .rknn, .ncnn file" in line
 
 
 def test_fixed_batch_model_refuses_other_batches(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
