@@ -64,11 +64,12 @@ OUTPUTS = ("labels", "boxes", "scores")
 USAGE = """
 ## Using each target
 
-Every target is converted from the verified FP32 ONNX by `rtdetr-export` and checked against ONNX Runtime on the
-export's verification images before anything is written (FP32 engines: each decided top-20 detection found again
-with its score within 1e-3 and its box within 1 px; RKNN FP16: 0.1 and 4 px). Beside each engine file lies a
-`.json` sidecar with the model's metadata (input size, classes, preprocessing); `rtdetr-infer`, `rtdetr-bench`
-and `rtdetr-eval` pick the backend by the file's suffix. Export fixed batch 1 (the default).
+Every target is converted from the verified FP32 ONNX (ncnn: from the model, see its section) by `rtdetr-export`
+and checked against ONNX Runtime on the export's verification images before anything is written (FP32 engines: each
+decided top-20 detection found again with its score within 1e-3 and its box within 1 px; RKNN FP16: 0.1 and 4 px).
+Beside each engine file lies a `.json` sidecar with the model's metadata (input size, classes, preprocessing; in
+the `.ncnn` folder, `model.json`); `rtdetr-infer`, `rtdetr-bench` and `rtdetr-eval` pick the backend by the file's
+suffix. Export fixed batch 1 (the default).
 
 ### MNN (`.mnn`, backend `mnn`)
 ```
