@@ -154,3 +154,12 @@ def test_not_a_video(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
     garbage.write_bytes(b"not a video")
     code, line = _fails([tiny_onnx, "--video", garbage], capsys)
     assert code == 2 and "cannot open video file" in line
+
+
+def test_an_ncnn_folder_is_benchmarked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("ncnn", reason="needs the ncnn runtime: pip install 'rtdetr-deploy[ncnn]'")
+    folder = Path(__file__).parents[1] / "data" / "tiny_synthetic.ncnn"
+    out = tmp_path / "bench.json"
+    assert main([str(folder), "--iters", "2", "--warmup", "1", "--no-peak", "--json", str(out)]) == 0
+    assert "| ncnn fp32 bilinear | 1 |" in capsys.readouterr().out
+    assert out.is_file()

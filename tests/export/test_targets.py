@@ -235,3 +235,17 @@ def test_ncnn_conversion_names_a_missing_pnnx(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=f"pnnx is not installed in {python}"):
         convert_ncnn(model, tmp_path / "m.ncnn", python=python, metadata=metadata)
     assert not (tmp_path / "m.ncnn").exists()
+
+
+def test_an_engine_folder_replaces_the_old_one_whole(tmp_path: Path) -> None:
+    from rtdetr_deploy.export.ncnn import replace_folder
+
+    target = tmp_path / "m.ncnn"
+    target.mkdir()
+    (target / "old.bin").write_text("old")
+    new = tmp_path / ".m-new.ncnn"
+    new.mkdir()
+    (new / "encoder.ncnn.param").write_text("new")
+    replace_folder(new, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ncnn"]
+    assert [p.name for p in target.iterdir()] == ["encoder.ncnn.param"]
