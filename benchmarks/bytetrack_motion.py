@@ -24,10 +24,8 @@ from __future__ import annotations
 import itertools
 import sys
 
-import numpy as np
-
 from benchmarks.tracking_common import detect_sequences, generated_sequences, sequences_parser, write_text
-from rtdetr_deploy.eval.tracking import score_tracker
+from benchmarks.tracking_sweep import choose, score_setting, table_lines
 from rtdetr_deploy.runtime.tracking import MATCH_METRICS, MOTIONS, TrackerConfig
 
 MATCH_IOUS = (0.05, 0.1, 0.2)
@@ -39,19 +37,13 @@ def main() -> int:
     base = TrackerConfig(name="bytetrack", frame_rate=seqs[0].frame_rate)
     detections = detect_sequences(args.model, seqs, conf=base.low_score)
     rows = []
-    for motion, metric, match in itertools.product(MOTIONS, MATCH_METRICS, MATCH_IOUS):
+    for setting in itertools.product(MOTIONS, MATCH_METRICS, MATCH_IOUS):
+        motion, metric, match = setting
         config = TrackerConfig(
             name="bytetrack", motion=motion, match_metric=metric, match_iou=match, frame_rate=seqs[0].frame_rate
         )
-        scores = [
-            score_tracker(d, s.gt, config, results_file=root / "results.txt", sequence=s.name)
-            for d, s in zip(detections, seqs, strict=True)
-        ]
-        mean = [float(np.mean([getattr(s, k) for s in scores])) for k in ("idf1", "hota", "mota")]
-        rows.append(((motion, metric, match), mean, sum(s.track_ids for s in scores), scores))
-    best_idf1 = max(r[1][0] for r in rows)
-    chosen = min((r for r in rows if r[1][0] >= best_idf1 - 0.005), key=lambda r: (r[2], -r[1][0]))
-    objects = sum(s.objects for s in rows[0][3])
+        rows.append(score_setting(setting, config, detections, seqs, root / "results.txt"))
+    objects = sum(s.objects for s in rows[0].scores)
     lines = [
         f"ByteTrack motion model and association similarity on {len(seqs)} generated sequences ({objects} objects "
         f"in all), {args.model.name}; low {base.low_score}, high {base.high_score}, new-track "
@@ -60,14 +52,8 @@ def main() -> int:
         "",
         "| motion | match_metric | match_iou | IDF1 | HOTA | MOTA | track ids | per sequence |",
         "|---|---|---:|---:|---:|---:|---:|---|",
+        *table_lines(rows, choose(rows)),
     ]
-    for setting, (idf1, hota, mota), ids, scores in sorted(rows, key=lambda r: -r[1][0]):
-        mark = " **chosen**" if setting == chosen[0] else ""
-        per = ", ".join(f"{s.track_ids}/{s.objects}" for s in scores)
-        lines.append(
-            f"| {setting[0]} | {setting[1]} | {setting[2]} | {idf1:.3f} | {hota:.3f} | {mota:.3f} "
-            f"| {ids}{mark} | {per} |"
-        )
     write_text("\n".join(lines) + "\n", args.markdown)
     return 0
 

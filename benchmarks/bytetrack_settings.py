@@ -20,10 +20,8 @@ from __future__ import annotations
 import itertools
 import sys
 
-import numpy as np
-
 from benchmarks.tracking_common import detect_sequences, generated_sequences, sequences_parser, write_text
-from rtdetr_deploy.eval.tracking import score_tracker
+from benchmarks.tracking_sweep import choose, score_setting, table_lines
 from rtdetr_deploy.runtime.tracking import TrackerConfig
 
 LOST_FRAMES = (30, 60, 90)
@@ -37,34 +35,22 @@ def main() -> int:
     root, seqs = generated_sequences(args.sequences, prefix="rtdetr-bytetrack-")
     detections = detect_sequences(args.model, seqs, conf=min(LOW_SCORES))
     rows = []
-    for lost, match, low, min_frames in itertools.product(LOST_FRAMES, MATCH_IOUS, LOW_SCORES, MIN_FRAMES):
+    for setting in itertools.product(LOST_FRAMES, MATCH_IOUS, LOW_SCORES, MIN_FRAMES):
+        lost, match, low, min_frames = setting
         config = TrackerConfig(
             name="bytetrack", low_score=low, lost_frames=lost, min_frames=min_frames, match_iou=match,
             frame_rate=seqs[0].frame_rate,
         )  # fmt: skip
-        scores = [
-            score_tracker(d, s.gt, config, results_file=root / "results.txt", sequence=s.name)
-            for d, s in zip(detections, seqs, strict=True)
-        ]
-        mean = [float(np.mean([getattr(s, k) for s in scores])) for k in ("idf1", "hota", "mota")]
-        rows.append(((lost, match, low, min_frames), mean, sum(s.track_ids for s in scores), scores))
-    best_idf1 = max(r[1][0] for r in rows)
-    chosen = min((r for r in rows if r[1][0] >= best_idf1 - 0.005), key=lambda r: (r[2], -r[1][0]))
-    objects = sum(s.objects for s in rows[0][3])
+        rows.append(score_setting(setting, config, detections, seqs, root / "results.txt"))
+    objects = sum(s.objects for s in rows[0].scores)
     lines = [
         f"ByteTrack settings on {len(seqs)} generated sequences ({objects} objects in all), {args.model.name}; "
         f"high 0.6, new-track 0.8, duplicate IoU 0.7. Sorted by mean IDF1.",
         "",
         "| lost_frames | match_iou | low_score | min_frames | IDF1 | HOTA | MOTA | track ids | per sequence |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        *table_lines(rows, choose(rows)),
     ]
-    for setting, (idf1, hota, mota), ids, scores in sorted(rows, key=lambda r: -r[1][0]):
-        mark = " **chosen**" if setting == chosen[0] else ""
-        per = ", ".join(f"{s.track_ids}/{s.objects}" for s in scores)
-        lines.append(
-            f"| {setting[0]} | {setting[1]} | {setting[2]} | {setting[3]} | {idf1:.3f} | {hota:.3f} | {mota:.3f} "
-            f"| {ids}{mark} | {per} |"
-        )
     text = "\n".join(lines) + "\n"
     write_text(text, args.markdown)
     return 0

@@ -103,12 +103,17 @@ def test_build_rknn_names_a_missing_toolkit(tmp_path: Path) -> None:
         (["--rknn", "rk3588"], "--rknn-python"),
         (["--rknn", "rk3588", "--rknn-python", "/nonexistent/python"], "no interpreter"),
         (["--rknn", "rk1234"], "invalid choice"),
+        (["--ncnn"], "--ncnn-python PATH or set RTDETR_NCNN_PYTHON"),
+        (["--ncnn", "--ncnn-python", "/nonexistent/python"], "no interpreter"),
+        (["--ncnn", "--ncnn-python", sys.executable], "--ncnn needs --sampling bilinear"),
+        (["--ncnn", "--ncnn-python", sys.executable, "--sampling", "bilinear", "--outputs", "raw"], "--outputs raw"),
     ],
 )
-def test_cli_rejects_bad_rknn_flags(tmp_path: Path, capsys, monkeypatch, flags, message) -> None:  # noqa: ANN001
+def test_cli_rejects_bad_engine_flags(tmp_path: Path, capsys, monkeypatch, flags, message) -> None:  # noqa: ANN001
     from rtdetr_deploy.cli.export import main
 
     monkeypatch.delenv("RTDETR_RKNN_PYTHON", raising=False)
+    monkeypatch.delenv("RTDETR_NCNN_PYTHON", raising=False)
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"")
     assert main([str(weights), "-o", str(tmp_path), *flags]) == 2
@@ -117,12 +122,19 @@ def test_cli_rejects_bad_rknn_flags(tmp_path: Path, capsys, monkeypatch, flags, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pth"]
 
 
-def test_rknn_interpreter_from_the_environment(monkeypatch) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    ("variable", "flags", "field"),
+    [
+        ("RTDETR_RKNN_PYTHON", ["--rknn", "rk3576"], "rknn_python"),
+        ("RTDETR_NCNN_PYTHON", ["--ncnn", "--sampling", "bilinear"], "ncnn_python"),
+    ],
+)
+def test_engine_interpreter_from_the_environment(monkeypatch, variable, flags, field) -> None:  # noqa: ANN001
     from rtdetr_deploy.cli.export import build_parser, config_from_args
 
-    monkeypatch.setenv("RTDETR_RKNN_PYTHON", sys.executable)
-    args = build_parser().parse_args(["w.pth", "--rknn", "rk3576"])
-    assert config_from_args(args).targets.rknn_python == Path(sys.executable)
+    monkeypatch.setenv(variable, sys.executable)
+    args = build_parser().parse_args(["w.pth", *flags])
+    assert getattr(config_from_args(args).targets, field) == Path(sys.executable)
 
 
 def test_sidecar_round_trip_and_refusals(tmp_path: Path) -> None:
@@ -169,35 +181,6 @@ def test_where_zero_as_mul_is_exact() -> None:
     (y,) = ort.InferenceSession(model.SerializeToString()).run(None, {"mask": mask, "x": x})
     np.testing.assert_array_equal(y, expected)
     np.testing.assert_array_equal(y, np.where(mask, x, 0))
-
-
-@pytest.mark.parametrize(
-    ("flags", "message"),
-    [
-        (["--ncnn"], "--ncnn-python PATH or set RTDETR_NCNN_PYTHON"),
-        (["--ncnn", "--ncnn-python", "/nonexistent/python"], "no interpreter"),
-        (["--ncnn", "--ncnn-python", sys.executable], "--ncnn needs --sampling bilinear"),
-        (["--ncnn", "--ncnn-python", sys.executable, "--sampling", "bilinear", "--outputs", "raw"], "--outputs raw"),
-    ],
-)
-def test_cli_rejects_bad_ncnn_flags(tmp_path: Path, capsys, monkeypatch, flags, message) -> None:  # noqa: ANN001
-    from rtdetr_deploy.cli.export import main
-
-    monkeypatch.delenv("RTDETR_NCNN_PYTHON", raising=False)
-    weights = tmp_path / "w.pth"
-    weights.write_bytes(b"")
-    assert main([str(weights), "-o", str(tmp_path), *flags]) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and err.startswith("rtdetr-export: error:") and "\n" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pth"]
-
-
-def test_ncnn_interpreter_from_the_environment(monkeypatch) -> None:  # noqa: ANN001
-    from rtdetr_deploy.cli.export import build_parser, config_from_args
-
-    monkeypatch.setenv("RTDETR_NCNN_PYTHON", sys.executable)
-    args = build_parser().parse_args(["w.pth", "--ncnn", "--sampling", "bilinear"])
-    assert config_from_args(args).targets.ncnn_python == Path(sys.executable)
 
 
 def test_param_census_finds_unconverted_operators_and_reductions_over_no_axis(tmp_path: Path) -> None:
