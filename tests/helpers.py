@@ -170,3 +170,27 @@ def assert_top_detections_agree(reference, other, *, top=20, score_tol=1e-3, box
                 f"image {image}, rank {rank}: class {ref_classes[rank]} score {ref_scores[rank]:.5f} box "
                 f"{np.round(ref_boxes[rank], 1).tolist()} has no counterpart"
             )
+
+
+def scenes_and_photos() -> list:
+    """Four generated cluttered scenes (seed 3) and the shared photographs (when ``../shared`` is present), BGR:
+    the images the engine backend tests compare on."""
+    from pathlib import Path
+
+    from rtdetr_deploy.data.scenes import cluttered_scenes
+    from rtdetr_deploy.runtime.sources import read_image
+
+    photos_dir = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "images"
+    photos = (
+        sorted(p for p in photos_dir.glob("*") if p.suffix.lower() in (".jpg", ".png")) if photos_dir.is_dir() else []
+    )
+    return cluttered_scenes(4, seed=3) + [read_image(p)[0] for p in photos]
+
+
+def detections_of(model, backend: str, images) -> list:  # noqa: ANN001 - a model path and a list of BGR images
+    """``(boxes_xyxy, scores, class_ids)`` per image from a ``Detector`` on ``backend`` at score 0 (all top-k), the
+    form ``assert_top_detections_agree`` compares."""
+    from rtdetr_deploy.runtime import Detector
+
+    with Detector(model, backend=backend, conf=0.0) as detector:
+        return [(d.boxes_xyxy, d.scores, d.class_ids) for d in (detector(image) for image in images)]

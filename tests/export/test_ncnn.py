@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_top_detections_agree
+from helpers import assert_top_detections_agree, detections_of
 
 NCNN_PYTHON = os.environ.get("RTDETR_NCNN_PYTHON", "")
 pytestmark = [
@@ -26,7 +26,6 @@ def test_ncnn_folder_of_the_trained_tiny_agrees_with_onnxruntime(tmp_path: Path)
     pytest.importorskip("ncnn")
     from rtdetr_deploy.cli.export import main
     from rtdetr_deploy.data.scenes import cluttered_scenes
-    from rtdetr_deploy.runtime import Detector
 
     assert main([str(WEIGHTS), "-o", str(tmp_path), "--sampling", "bilinear", "--ncnn"]) == 0
     report = json.loads((tmp_path / "tiny_synthetic.verify.json").read_text())["targets"]["ncnn"]
@@ -42,8 +41,6 @@ def test_ncnn_folder_of_the_trained_tiny_agrees_with_onnxruntime(tmp_path: Path)
     ]
     assert np.load(folder / "anchors.npy").dtype == np.float32
     images = cluttered_scenes(3, seed=11)
-    found = {}
-    for model, backend in ((tmp_path / "tiny_synthetic.onnx", "onnxruntime"), (folder, "ncnn")):
-        with Detector(model, backend=backend, conf=0.0) as detector:
-            found[backend] = [(d.boxes_xyxy, d.scores, d.class_ids) for d in map(detector, images)]
-    assert_top_detections_agree(found["onnxruntime"], found["ncnn"], top=20, score_tol=1e-3, box_px=1.0)
+    reference = detections_of(tmp_path / "tiny_synthetic.onnx", "onnxruntime", images)
+    got = detections_of(folder, "ncnn", images)
+    assert_top_detections_agree(reference, got, top=20, score_tol=1e-3, box_px=1.0)

@@ -8,39 +8,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from helpers import assert_top_detections_agree
+from helpers import assert_top_detections_agree, detections_of, scenes_and_photos
 
 pytest.importorskip("ai_edge_litert", reason="needs the LiteRT runtime: pip install 'rtdetr-deploy[litert]'")
 pytest.importorskip("torch")
 
-from rtdetr_deploy.data.scenes import cluttered_scenes  # noqa: E402
 from rtdetr_deploy.export.config import ExportConfig  # noqa: E402
 from rtdetr_deploy.export.pipeline import export  # noqa: E402
-from rtdetr_deploy.runtime import Detector  # noqa: E402
-from rtdetr_deploy.runtime.sources import read_image  # noqa: E402
 
 REPO = Path(__file__).parents[2]
 WEIGHTS = REPO / "rtdetr_deploy" / "data" / "weights" / "tiny_synthetic.pth"
 TFLITE = REPO / "tests" / "data" / "tiny_synthetic.tflite"
-PHOTOS = REPO.parent / "shared" / "testdata" / "images"
 TOP, SCORE_TOL, BOX_TOL_PX = 20, 1e-3, 1.0
-
-
-def _images() -> list[np.ndarray]:
-    photos = sorted(p for p in PHOTOS.glob("*") if p.suffix.lower() in (".jpg", ".png")) if PHOTOS.is_dir() else []
-    return cluttered_scenes(4, seed=3) + [read_image(p)[0] for p in photos]
-
-
-def _detections(model: Path, backend: str, images: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
-    with Detector(model, backend=backend, conf=0.0) as detector:
-        return [(d.boxes_xyxy, d.scores, d.class_ids) for d in (detector(image) for image in images)]
 
 
 def test_committed_tflite_agrees_with_onnxruntime(tmp_path: Path) -> None:
     onnx_file = export(ExportConfig(weights=WEIGHTS, out_dir=tmp_path), verbose=False).onnx
-    images = _images()
-    reference = _detections(onnx_file, "onnxruntime", images)
-    got = _detections(TFLITE, "litert", images)
+    images = scenes_and_photos()
+    reference = detections_of(onnx_file, "onnxruntime", images)
+    got = detections_of(TFLITE, "litert", images)
     assert_top_detections_agree(reference, got, top=TOP, score_tol=SCORE_TOL, box_px=BOX_TOL_PX)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_top_detections_agree
+from helpers import assert_top_detections_agree, detections_of, scenes_and_photos
 
 from rtdetr_deploy.errors import BackendError
 from rtdetr_deploy.runtime.ncnn_backend import NcnnBackend
@@ -24,7 +24,6 @@ from rtdetr_deploy.runtime.registry import backend_name_for
 REPO = Path(__file__).parents[2]
 WEIGHTS = REPO / "rtdetr_deploy" / "data" / "weights" / "tiny_synthetic.pth"
 NCNN_FOLDER = REPO / "tests" / "data" / "tiny_synthetic.ncnn"
-PHOTOS = REPO.parent / "shared" / "testdata" / "images"
 TOP, SCORE_TOL, BOX_TOL_PX = 20, 1e-3, 1.0
 
 
@@ -84,21 +83,6 @@ def test_without_the_ncnn_package_the_extra_is_named(monkeypatch: pytest.MonkeyP
         NcnnBackend.from_path(NCNN_FOLDER)
 
 
-def _images() -> list[np.ndarray]:
-    from rtdetr_deploy.data.scenes import cluttered_scenes
-    from rtdetr_deploy.runtime.sources import read_image
-
-    photos = sorted(p for p in PHOTOS.glob("*") if p.suffix.lower() in (".jpg", ".png")) if PHOTOS.is_dir() else []
-    return cluttered_scenes(4, seed=3) + [read_image(p)[0] for p in photos]
-
-
-def _detections(model: Path, backend: str, images: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
-    from rtdetr_deploy.runtime import Detector
-
-    with Detector(model, backend=backend, conf=0.0) as detector:
-        return [(d.boxes_xyxy, d.scores, d.class_ids) for d in (detector(image) for image in images)]
-
-
 def test_committed_ncnn_folder_agrees_with_onnxruntime(tmp_path: Path) -> None:
     pytest.importorskip("ncnn", reason="needs the ncnn runtime: pip install 'rtdetr-deploy[ncnn]'")
     pytest.importorskip("torch")
@@ -106,9 +90,9 @@ def test_committed_ncnn_folder_agrees_with_onnxruntime(tmp_path: Path) -> None:
     from rtdetr_deploy.export.pipeline import export
 
     onnx_file = export(ExportConfig(weights=WEIGHTS, out_dir=tmp_path, sampling="bilinear"), verbose=False).onnx
-    images = _images()
-    reference = _detections(onnx_file, "onnxruntime", images)
-    got = _detections(NCNN_FOLDER, "auto", images)
+    images = scenes_and_photos()
+    reference = detections_of(onnx_file, "onnxruntime", images)
+    got = detections_of(NCNN_FOLDER, "auto", images)
     assert_top_detections_agree(reference, got, top=TOP, score_tol=SCORE_TOL, box_px=BOX_TOL_PX)
     with NcnnBackend.from_path(NCNN_FOLDER) as backend:
         assert backend.description.startswith("ncnn ") and "fp32" in backend.description
