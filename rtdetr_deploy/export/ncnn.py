@@ -19,7 +19,6 @@ an opset-13+ ``ReduceSum``, which ncnn runs as a copy).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import replace_folder
 from ..errors import ExportError
 from ..metadata import ModelMetadata
 from ..models.rtdetr import RTDETR
@@ -36,7 +36,7 @@ from ..runtime.engine_sidecar import write_engine_sidecar
 from ..runtime.ncnn_backend import ANCHORS_FILE, ncnn_graph_files
 from .split_graphs import export_split_graphs
 
-__all__ = ["ParamCensus", "convert_ncnn", "param_census", "replace_folder"]
+__all__ = ["ParamCensus", "convert_ncnn", "param_census"]
 
 # The child interpreter prints pnnx's version, then runs the package's executable with this script's arguments.
 _PNNX = """
@@ -157,18 +157,3 @@ def convert_ncnn(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return record
-
-
-def replace_folder(new: Path, target: Path) -> None:
-    """Put the folder ``new`` at ``target`` (same file system) with the permissions of a plain ``mkdir``; an
-    existing ``target`` is moved aside first and removed once ``new`` is in place."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(new, 0o777 & ~mask)
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-        os.replace(target, old / target.name)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 
 from ..artifacts import engine_path, is_engine_folder, onnx_path, precision_of_variant, report_path
-from ..atomic import atomic_path
+from ..atomic import atomic_path, replace_folder
 from ..checksum import source_sha256
 from ..contract import OUTPUT_NAMES, RAW_OUTPUT_NAMES
 from ..engine_format import sidecar_path
@@ -33,7 +33,6 @@ from .ap_gates import accuracy_gates, int8_sensitivity_table
 from .config import ExportConfig
 from .files import ExportFiles
 from .gates import TOLERANCES, VARIANT_RULES
-from .ncnn import replace_folder
 from .onnx_export import Probe, export_probe, op_census, strip_probe
 from .refusal import drop_refused, refusal_message, refused_variants
 from .report import AccuracyReport, ExportReport, SwapReport, VariantReport, VerificationReport

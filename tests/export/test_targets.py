@@ -221,7 +221,7 @@ def test_ncnn_conversion_names_a_missing_pnnx(tmp_path: Path) -> None:
 
 
 def test_an_engine_folder_replaces_the_old_one_whole(tmp_path: Path) -> None:
-    from rtdetr_deploy.export.ncnn import replace_folder
+    from rtdetr_deploy.atomic import replace_folder
 
     target = tmp_path / "m.ncnn"
     target.mkdir()
