@@ -30,8 +30,8 @@ SAMPLINGS = (DEFAULT_SAMPLING, *(m for m in SAMPLING_METHODS if m != DEFAULT_SAM
 CUDA_GRAPH_CHOICES = ("off", "on", "both")
 DEFAULT_ITERS = 50
 # What the bench plans: exported models and .pth checkpoints, and transformers model folders where a .pth goes.
-_BENCH_SUFFIXES = (".onnx", ".engine", ".pth", ".safetensors", ".mnn", ".tflite", ".rknn", ".ncnn")
 _OPENVINO_SUFFIX = ".xml"
+_BENCH_SUFFIXES = tuple(suffix for suffix in MODEL_SUFFIXES if suffix != _OPENVINO_SUFFIX)
 
 
 def _choose(kind: str, value: str, choices: tuple[str, ...]) -> str:
